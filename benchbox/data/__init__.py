@@ -1,0 +1,1 @@
+"""Dataset adapters, the shared manifest shape, skin-tone (ITA) estimation and the image cache."""

@@ -1,0 +1,57 @@
+"""`benchbox data synth` and `benchbox data info`."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from ..errors import BenchboxError
+
+
+def add_dataset_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command that loads a dataset shares."""
+    parser.add_argument(
+        "--only-present", action="store_true", help="use only the listed images that exist (default: refuse)"
+    )
+    parser.add_argument(
+        "--on-bad-image", choices=("fail", "skip"), default="fail", help="what to do with an unreadable image"
+    )
+
+
+def register(subparsers) -> None:
+    data = subparsers.add_parser("data", help="generate the built-in dataset or inspect one")
+    commands = data.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+
+    synth = commands.add_parser("synth", help="write a synthderm dataset in the HAM10000 layout")
+    synth.add_argument("--out", required=True, type=Path, help="folder to create")
+    synth.add_argument("--n-lesions", type=int, default=None, help="number of lesions (default: the built-in size)")
+    synth.add_argument("--size", type=int, default=None, help="image side in pixels (default: the built-in size)")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.set_defaults(func=run_synth)
+
+    info = commands.add_parser("info", help="counts per class, lesion, source and skin tone, and what is missing")
+    info.add_argument("data", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
+    add_dataset_options(info)
+    info.set_defaults(func=run_info)
+
+
+def run_synth(args) -> int:
+    from .synthderm import generate
+
+    if args.out.exists() and any(args.out.iterdir()):
+        raise BenchboxError(f"{args.out} exists and is not empty; choose a new folder for --out.")
+    options = {k: v for k, v in (("n_lesions", args.n_lesions), ("size", args.size)) if v is not None}
+    start = time.perf_counter()
+    generate(args.out, seed=args.seed, **options)
+    print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0
+
+
+def run_info(args) -> int:
+    from .info import describe
+    from .load import load_dataset
+
+    dataset = load_dataset(args.data, only_present=args.only_present, on_bad_image=args.on_bad_image)
+    print(describe(dataset))
+    return 0

@@ -1,0 +1,126 @@
+"""A loaded dataset: its manifest, content hash, skin tone per image, and cached decoded arrays."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from ..errors import BenchboxError
+from ..labels import CLASS_INDEX
+from ..paths import cache_dir
+from .arrays import ImageSet
+from .image_cache import BadImageError, cached_arrays, decode_resized, file_hashes
+from .ita import ita_category, ita_degrees
+from .manifest import manifest_hash
+
+ANALYSIS_SIZE = 128  # resolution at which skin tone is measured
+
+
+@dataclass
+class Dataset:
+    """A dataset ready for splitting and training. `hash` covers ids, labels and file contents."""
+
+    name: str
+    root: Path
+    manifest: pd.DataFrame
+    hash: str
+    image_hashes: list[str] = field(repr=False)
+    mask_hashes: list[str] = field(repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def has_masks(self) -> bool:
+        return bool((self.manifest["mask_path"] != "").any())
+
+    def arrays(self, size: int, progress: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+        """All images (N x size x size x 3 uint8) and masks (bool or None), in manifest order."""
+        return cached_arrays(
+            self.manifest["path"].tolist(),
+            self.manifest["mask_path"].tolist(),
+            self.image_hashes,
+            self.mask_hashes,
+            size,
+            progress=progress,
+        )
+
+    def image_set(self, image_ids, size: int, groups=None, progress: bool = True) -> ImageSet:
+        """The images `image_ids` (in that order) as an ImageSet at `size` px."""
+        images, masks = self.arrays(size, progress=progress)
+        position = pd.Series(np.arange(len(self.manifest)), index=self.manifest["image_id"])
+        index = position.loc[list(image_ids)].to_numpy()
+        rows = self.manifest.iloc[index]
+        return ImageSet(
+            image_ids=rows["image_id"].to_numpy(),
+            images=images[index],
+            labels=rows["dx"].map(CLASS_INDEX).to_numpy(dtype=np.int64),
+            groups=np.asarray(groups) if groups is not None else rows["lesion_id"].to_numpy(),
+            masks=None if masks is None else masks[index],
+        )
+
+
+def _drop_unreadable(manifest: pd.DataFrame, on_bad_image: str, notes: list[str]) -> pd.DataFrame:
+    """Try to decode every image once; fail on the first bad one or drop them all (`skip`)."""
+    bad = []
+    for row in tqdm(manifest.itertuples(), total=len(manifest), desc="checking images", unit="img"):
+        try:
+            decode_resized(row.path, 16)
+            if row.mask_path:
+                decode_resized(row.mask_path, 16, is_mask=True)
+        except BadImageError as error:
+            if on_bad_image == "fail":
+                raise
+            bad.append((row.image_id, error.path))
+    if bad:
+        listed = ", ".join(f"{image_id} ({path})" for image_id, path in bad[:5])
+        notes.append(f"skipped {len(bad)} unreadable image(s): {listed}")
+        manifest = manifest[~manifest["image_id"].isin([b[0] for b in bad])].reset_index(drop=True)
+    return manifest
+
+
+def _skin_tones(dataset: Dataset, progress: bool) -> np.ndarray:
+    """ITA per image, cached under the dataset hash."""
+    path = cache_dir() / "ita" / f"{dataset.hash[:32]}.json"
+    if path.exists():
+        stored = json.loads(path.read_text())
+        return np.array([stored[i] for i in dataset.manifest["image_id"]], dtype=float)
+    images, masks = dataset.arrays(ANALYSIS_SIZE, progress=progress)
+    has_mask = (dataset.manifest["mask_path"] != "").to_numpy()
+    values = np.array(
+        [ita_degrees(images[i], masks[i] if masks is not None and has_mask[i] else None) for i in range(len(images))]
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(dict(zip(dataset.manifest["image_id"], values.tolist()))))
+    return values
+
+
+def finalize(
+    name: str,
+    root: Path,
+    manifest: pd.DataFrame,
+    notes: list[str],
+    on_bad_image: str = "fail",
+    progress: bool = True,
+) -> Dataset:
+    """Hash files, drop or refuse unreadable images, measure skin tone: the last step of every adapter."""
+    if on_bad_image not in ("fail", "skip"):
+        raise BenchboxError(f"--on-bad-image must be 'fail' or 'skip', not {on_bad_image!r}")
+    if manifest.empty:
+        raise BenchboxError(f"{root}: the dataset holds no images.")
+    image_hashes = file_hashes(manifest["path"].tolist(), progress)
+    mask_files = [p for p in manifest["mask_path"] if p]
+    mask_lookup = dict(zip(mask_files, file_hashes(mask_files, progress)))
+    mask_hashes = [mask_lookup.get(p, "") for p in manifest["mask_path"]]
+    dataset = Dataset(name, root, manifest, "", image_hashes, mask_hashes, notes)
+    try:
+        dataset.hash = manifest_hash(manifest, pd.Series(image_hashes) + pd.Series(mask_hashes))
+        ita = _skin_tones(dataset, progress)
+    except BadImageError:
+        kept = _drop_unreadable(manifest, on_bad_image, notes)
+        return finalize(name, root, kept, notes, on_bad_image, progress)
+    dataset.manifest = manifest.assign(ita=ita, ita_category=[ita_category(v) for v in ita])
+    return dataset

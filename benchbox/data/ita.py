@@ -1,0 +1,74 @@
+"""Individual Typology Angle (ITA), the colorimetric skin-tone proxy used for fairness subgroups.
+
+ITA = arctan((L* - 50) / b*) * 180 / pi, computed per skin pixel in CIELAB (D65) and summarised
+by the median, which ignores hair, ink and vignette pixels as long as they are a minority.
+Skin pixels are those outside the lesion mask (dilated by a margin, so the lesion's blurry rim
+is not counted as skin) or, without a mask, an outer ring inside the image's inscribed circle
+(dermoscopes darken the corners).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+# (name, lower bound in degrees), from lightest to darkest; the standard six categories.
+ITA_CATEGORIES = (
+    ("very_light", 55.0),
+    ("light", 41.0),
+    ("intermediate", 28.0),
+    ("tan", 10.0),
+    ("brown", -30.0),
+    ("dark", -np.inf),
+)
+LIGHT_DARK_CUT = 28.0  # the recall-ensemble paper's light/dark cut
+
+_RGB_TO_XYZ = np.array(
+    [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
+)
+_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
+
+
+def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
+    """uint8 sRGB (..., 3) to CIELAB (..., 3) under D65."""
+    srgb = rgb.astype(np.float64) / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ _RGB_TO_XYZ.T / _D65_WHITE
+    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    lightness = 116 * f[..., 1] - 16
+    a = 500 * (f[..., 0] - f[..., 1])
+    b = 200 * (f[..., 1] - f[..., 2])
+    return np.stack([lightness, a, b], axis=-1)
+
+
+def skin_region(height: int, width: int, mask: np.ndarray | None) -> np.ndarray:
+    """Boolean map of the pixels treated as skin (see the module docstring)."""
+    if mask is not None and mask.any():
+        margin = max(1, round(0.03 * min(height, width)))
+        region = ~ndimage.binary_dilation(mask.astype(bool), iterations=margin)
+        if region.sum() >= 0.02 * height * width:
+            return region
+    yy, xx = np.mgrid[:height, :width]
+    radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / (min(height, width) / 2)
+    return (radius >= 0.75) & (radius <= 0.98)
+
+
+def ita_degrees(image: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Median ITA (degrees) over the skin pixels of one uint8 H x W x 3 image."""
+    lab = rgb_to_lab(image[skin_region(*image.shape[:2], mask)])
+    angles = np.degrees(np.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
+    return float(np.median(angles))
+
+
+def ita_category(degrees: float) -> str:
+    """The standard six-way category of an ITA value ("" for NaN)."""
+    if not np.isfinite(degrees):
+        return ""
+    return next(name for name, lower in ITA_CATEGORIES if degrees > lower)
+
+
+def ita_light_dark(degrees: float) -> str:
+    """"light" above the 28 degree cut, "dark" at or below it ("" for NaN)."""
+    if not np.isfinite(degrees):
+        return ""
+    return "light" if degrees > LIGHT_DARK_CUT else "dark"

@@ -1,0 +1,179 @@
+"""Read a run folder written by `benchbox run` into plain data, so reports and the gate never
+parse JSON themselves. The format is documented in `reports/README.md`."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BenchboxError
+
+
+@dataclass(frozen=True)
+class Metric:
+    """One metric of one method: point estimate, 95% CI, sample size, direction."""
+
+    value: float
+    ci_low: float = math.nan
+    ci_high: float = math.nan
+    n: int | None = None
+    higher_is_better: bool | None = None
+    ci_method: str | None = None
+    reason: str | None = None  # why the value is NaN, when it is
+
+    @property
+    def half_width(self) -> float:
+        return (self.ci_high - self.ci_low) / 2
+
+    @property
+    def has_ci(self) -> bool:
+        return math.isfinite(self.ci_low) and math.isfinite(self.ci_high)
+
+
+@dataclass
+class Job:
+    """One (method, seed) job of a run; `metrics` is empty when the job failed."""
+
+    method: str
+    seed: int
+    status: str  # "done" | "failed"
+    error: str | None
+    folder: Path
+    task: str | None = None  # "multiclass" | "binary"
+    metrics: dict[str, Metric] = field(default_factory=dict)
+    confusion_matrix: np.ndarray | None = None
+    classes: list[str] = field(default_factory=list)
+    efficiency: dict[str, Any] = field(default_factory=dict)
+
+    def predictions(self) -> pd.DataFrame:
+        """The job's per-image predictions (all splits)."""
+        return pd.read_csv(self.folder / "predictions.csv")
+
+    @property
+    def explanations_path(self) -> Path:
+        return self.folder / "explanations.npz"
+
+
+@dataclass
+class Run:
+    """A whole run: run.json as `info`, its jobs, and the run-level method comparisons."""
+
+    folder: Path
+    info: dict[str, Any]
+    jobs: list[Job]
+    comparisons: list[dict[str, Any]]
+
+    @property
+    def methods(self) -> list[str]:
+        """Every method of the run, in run.json order, failed ones included."""
+        return list(dict.fromkeys(job.method for job in self.jobs))
+
+    @property
+    def seeds(self) -> list[int]:
+        return sorted({job.seed for job in self.jobs})
+
+    def done_jobs(self, method: str) -> list[Job]:
+        return sorted((j for j in self.jobs if j.method == method and j.status == "done"),
+                      key=lambda j: j.seed)
+
+    def failed_jobs(self) -> list[Job]:
+        return [job for job in self.jobs if job.status != "done"]
+
+    def task(self, method: str) -> str | None:
+        done = self.done_jobs(method)
+        return done[0].task if done else None
+
+    def method_metrics(self, method: str) -> dict[str, Metric]:
+        """Metrics of a method's finished seeds; with several seeds the value and both CI bounds
+        are means over seeds (the CI is then the mean per-seed CI, not a CI of the mean)."""
+        return mean_over_seeds([job.metrics for job in self.done_jobs(method)])
+
+
+def mean_over_seeds(per_seed: list[dict[str, Metric]]) -> dict[str, Metric]:
+    """Average each metric over the seeds that report it; one seed is returned unchanged."""
+    if len(per_seed) == 1:
+        return dict(per_seed[0])
+    names = list(dict.fromkeys(name for metrics in per_seed for name in metrics))
+    merged = {}
+    for name in names:
+        present = [metrics[name] for metrics in per_seed if name in metrics]
+        first = present[0]
+        merged[name] = Metric(
+            value=float(np.mean([m.value for m in present])),
+            ci_low=float(np.mean([m.ci_low for m in present])),
+            ci_high=float(np.mean([m.ci_high for m in present])),
+            n=first.n,
+            higher_is_better=first.higher_is_better,
+            ci_method=first.ci_method,
+            reason=next((m.reason for m in present if m.reason), None),
+        )
+    return merged
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise BenchboxError(f"{path} is missing; is this a complete run folder?") from None
+    except json.JSONDecodeError as error:
+        raise BenchboxError(f"{path} is not valid JSON ({error}); re-run the job.") from None
+
+
+def parse_metric(name: str, entry: dict[str, Any], source: Path) -> Metric:
+    if "value" not in entry:
+        raise BenchboxError(f"{source}: metric {name!r} has no 'value'.")
+    return Metric(
+        value=_number(entry["value"]),
+        ci_low=_number(entry.get("ci_low")),
+        ci_high=_number(entry.get("ci_high")),
+        n=None if entry.get("n") is None else int(entry["n"]),
+        higher_is_better=entry.get("higher_is_better"),
+        ci_method=entry.get("ci_method"),
+        reason=entry.get("reason"),
+    )
+
+
+def _read_job(run_folder: Path, key: str, record: dict[str, Any]) -> Job:
+    method, _, seed_part = key.rpartition("/")
+    if not method or not seed_part.startswith("seed"):
+        raise BenchboxError(f"{run_folder / 'run.json'}: job key {key!r} is not '<method>/seed<k>'.")
+    folder = run_folder / method / seed_part
+    job = Job(method=method, seed=int(seed_part[4:]), status=record.get("status", "failed"),
+              error=record.get("error"), folder=folder)
+    if job.status != "done":
+        return job
+    path = folder / "metrics.json"
+    data = _read_json(path)
+    job.task = data.get("task")
+    job.metrics = {name: parse_metric(name, entry, path)
+                   for name, entry in data.get("metrics", {}).items()}
+    if data.get("confusion_matrix") is not None:
+        job.confusion_matrix = np.asarray(data["confusion_matrix"], dtype=np.int64)
+    job.classes = list(data.get("classes", []))
+    if (folder / "efficiency.json").exists():
+        job.efficiency = _read_json(folder / "efficiency.json")
+    return job
+
+
+def read_run(run_dir: str | Path) -> Run:
+    """Load run.json, every finished job's metrics.json and comparisons.json (if present)."""
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        raise BenchboxError(f"{folder} is not a folder; pass a run folder written by `benchbox run`.")
+    info = _read_json(folder / "run.json")
+    jobs = [_read_job(folder, key, record) for key, record in info.get("jobs", {}).items()]
+    if not jobs:
+        raise BenchboxError(f"{folder / 'run.json'} lists no jobs; nothing to report.")
+    comparisons_path = folder / "comparisons.json"
+    comparisons = _read_json(comparisons_path) if comparisons_path.exists() else []
+    return Run(folder=folder, info=info, jobs=jobs, comparisons=comparisons)

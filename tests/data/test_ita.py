@@ -1,0 +1,44 @@
+import numpy as np
+import pytest
+from skimage.color import lab2rgb, rgb2lab
+
+from benchbox.data.ita import ita_category, ita_degrees, ita_light_dark, rgb_to_lab, skin_region
+
+
+def test_rgb_to_lab_matches_skimage():
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 256, (50, 3), dtype=np.uint8)
+    np.testing.assert_allclose(rgb_to_lab(rgb), rgb2lab(rgb[None] / 255.0)[0], atol=0.02)
+
+
+@pytest.mark.parametrize("lightness,b_star", [(75.0, 15.0), (55.0, 20.0), (35.0, 18.0), (25.0, 12.0)])
+def test_uniform_skin_recovers_planted_ita(lightness, b_star):
+    rgb = (lab2rgb(np.array([[[lightness, 8.0, b_star]]])) * 255).round().astype(np.uint8)
+    image = np.broadcast_to(rgb, (64, 64, 3)).copy()
+    expected = np.degrees(np.arctan((rgb2lab(rgb / 255.0)[0, 0, 0] - 50) / rgb2lab(rgb / 255.0)[0, 0, 2]))
+    assert ita_degrees(image) == pytest.approx(expected, abs=0.01)
+
+
+def test_lesion_pixels_are_ignored_when_a_mask_is_given():
+    skin = (lab2rgb(np.array([[[70.0, 10.0, 18.0]]])) * 255).round().astype(np.uint8)
+    image = np.broadcast_to(skin, (64, 64, 3)).copy()
+    mask = np.zeros((64, 64), bool)
+    mask[16:48, 16:48] = True
+    image[mask] = (20, 10, 5)  # a dark lesion covering a quarter of the image
+    assert ita_degrees(image, mask) == pytest.approx(ita_degrees(np.broadcast_to(skin, (64, 64, 3)).copy()), abs=1e-9)
+    assert not skin_region(64, 64, mask)[mask].any()
+
+
+def test_ring_without_mask_excludes_centre_and_corners():
+    region = skin_region(64, 64, None)
+    assert not region[32, 32] and not region[0, 0] and region[32, 1]
+
+
+@pytest.mark.parametrize(
+    "degrees,category,light_dark",
+    [(60, "very_light", "light"), (55, "light", "light"), (41.5, "light", "light"), (30, "intermediate", "light"),
+     (28, "tan", "dark"), (10, "brown", "dark"), (-30, "dark", "dark"), (-45, "dark", "dark"), (float("nan"), "", "")],
+)
+def test_categories_use_the_standard_bounds(degrees, category, light_dark):
+    assert ita_category(degrees) == category
+    assert ita_light_dark(degrees) == light_dark
