@@ -1,0 +1,241 @@
+"""The entry points the runner calls: every metric of a method's predictions, with
+lesion-clustered bootstrap CIs and subgroup gaps, as flat dotted names -> plain dicts.
+
+    entry = {"value", "ci_low", "ci_high", "n", "higher_is_better", "ci_method", "reason"}
+
+`ci_method` is "bca", "percentile" (BCa was degenerate, or the suite asks for percentile) or
+None (no CI); `reason` says why the value or its CI is missing, else None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import BenchboxError
+from ..labels import BINARY_CLASSES, CLASSES
+from . import binary, calibration, classification, segmentation
+from .bootstrap import Resamples, confidence_intervals, draw_resamples
+from .config import MetricsConfig, load_config
+from .subgroups import subgroup_replicates
+from .validation import validate_inputs
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One method's predictions in the forms the metric families use."""
+
+    task: str
+    y_true: np.ndarray  # class indices into CLASSES (multiclass) or 0/1 (binary)
+    proba: np.ndarray
+    malignant: np.ndarray  # 0/1
+    score: np.ndarray  # malignancy score
+    threshold: float  # operating point: malignant when score >= threshold
+
+
+def prepare(task: str, y_true: np.ndarray, proba: np.ndarray, threshold: float | None = None) -> Predictions:
+    """Derive the binary view (7-class: summed mel+bcc+akiec probability) and the operating point."""
+    y_true = np.asarray(y_true, dtype=np.int64)
+    proba = np.asarray(proba, dtype=np.float64)
+    malignant, score = binary.binary_view(task, y_true, proba)
+    threshold = binary.DEFAULT_THRESHOLD if threshold is None else threshold
+    return Predictions(task, y_true, proba, malignant, score, threshold)
+
+
+# Metric families: names, how to compute them for all weight rows and segments, why they can be NaN.
+_BINARY_FAMILIES = ("binary_threshold", "binary_rank", "binary_calibration")
+_FAMILIES = {
+    "multiclass": ("confusion", "ranking", "calibration", *_BINARY_FAMILIES),
+    "binary": _BINARY_FAMILIES,
+}
+_FAMILY_NAMES = {
+    "confusion": tuple(classification.confusion_names(CLASSES)),
+    "ranking": tuple(classification.ranking_names(CLASSES)),
+    "calibration": calibration.CALIBRATION_METRICS,
+    "binary_threshold": binary.THRESHOLD_METRICS,
+    "binary_rank": binary.RANK_METRICS,
+    "binary_calibration": calibration.BINARY_CALIBRATION_METRICS,
+}
+UNDEFINED_REASONS = {
+    **classification.undefined_reasons(CLASSES),
+    **binary.UNDEFINED_REASONS,
+    **calibration.UNDEFINED_REASONS,
+}
+
+
+def metric_names(task: str) -> list[str]:
+    """Every scalar metric `evaluate` returns for a method of `task` (besides subgroup metrics)."""
+    if task not in _FAMILIES:
+        raise BenchboxError(f"unknown task {task!r}; expected one of {list(_FAMILIES)}")
+    return [name for family in _FAMILIES[task] for name in _FAMILY_NAMES[family]]
+
+
+def compute_replicates(
+    predictions: Predictions,
+    resamples: Resamples,
+    names: Sequence[str] | None = None,
+    segment: np.ndarray | None = None,
+    n_segments: int = 1,
+) -> dict[str, np.ndarray]:
+    """{name: (rows x n_segments)} for the requested metrics (default: all of the task), every weight row."""
+    wanted = set(metric_names(predictions.task) if names is None else names)
+    unknown = wanted - set(metric_names(predictions.task))
+    if unknown:
+        raise BenchboxError(
+            f"metric(s) {sorted(unknown)} are not computed for {predictions.task} methods; "
+            f"known: {metric_names(predictions.task)}"
+        )
+    segment = np.zeros(len(predictions.y_true), dtype=np.int64) if segment is None else segment
+    p, out = predictions, {}
+    for family in _FAMILIES[p.task]:
+        if not wanted & set(_FAMILY_NAMES[family]):
+            continue
+        if family == "confusion":
+            y_pred = classification.predicted_class(p.proba)
+            values = classification.confusion_replicates(resamples, p.y_true, y_pred, CLASSES, segment, n_segments)
+        elif family == "ranking":
+            statistics = tuple(
+                s for s in classification.PER_CLASS_RANKING
+                if wanted & {f"{s}_macro", f"{s}_weighted", *(f"{s}.{c}" for c in CLASSES)}
+            )
+            values = classification.ranking_replicates(
+                resamples, p.y_true, p.proba, CLASSES, segment, n_segments, statistics
+            )
+        elif family == "calibration":
+            values = calibration.calibration_replicates(resamples, p.y_true, p.proba, segment, n_segments)
+        elif family == "binary_threshold":
+            values = binary.threshold_replicates(resamples, p.malignant, p.score, p.threshold, segment, n_segments)
+        elif family == "binary_rank":
+            names_wanted = tuple(n for n in binary.RANK_METRICS if n in wanted)
+            values = binary.rank_replicates(resamples, p.malignant, p.score, segment, n_segments, names_wanted)
+        else:
+            values = calibration.binary_calibration_replicates(resamples, p.malignant, p.score, segment, n_segments)
+        out.update({name: value for name, value in values.items() if name in wanted})
+    return out
+
+
+def evaluate(
+    task: str,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    clusters: np.ndarray,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    threshold: float | None = None,
+    config: MetricsConfig | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    method: str = "predictions",
+) -> dict[str, dict]:
+    """All metrics of one method, with lesion-clustered bootstrap CIs, and its subgroup metrics.
+
+    task: "multiclass" (proba N x 7, y_true indices into CLASSES) or "binary" (proba N x 2,
+    column 1 = malignant, y_true 0/1). clusters: lesion ids. attributes: subgroup name -> one
+    value per image. threshold: the binary operating point (default 0.5). metrics: compute only
+    these (default: all of `metric_names(task)`). method: names the method in error messages.
+    """
+    config = config or load_config()
+    validate_inputs(method, task, y_true, proba, clusters, attributes)
+    predictions = prepare(task, y_true, proba, threshold)
+    settings = config.bootstrap
+    resamples = draw_resamples(clusters, settings.n_resamples, settings.seed)
+    replicates = {name: value[:, 0] for name, value in compute_replicates(predictions, resamples, metrics).items()}
+    n = {name: len(predictions.y_true) for name in replicates}
+    reasons: dict[str, str] = {}
+    subgroup_names = config.subgroup_metrics(task)
+    unknown = sorted(set(subgroup_names) - set(metric_names(task)))
+    if unknown:
+        raise BenchboxError(f"{config.source}: subgroup metric(s) {unknown} are not computed for {task} methods.")
+    labels = {"binary": (predictions.malignant, BINARY_CLASSES)}
+    if task == "multiclass":
+        labels["multiclass"] = (predictions.y_true, CLASSES)
+
+    def segment_metrics(segment: np.ndarray, n_segments: int, names: Sequence[str]) -> dict[str, np.ndarray]:
+        return compute_replicates(predictions, resamples, names, segment, n_segments)
+
+    for attribute, values in (attributes or {}).items():
+        result = subgroup_replicates(
+            attribute, np.asarray(values, dtype=object), subgroup_names, segment_metrics, labels,
+            config.min_subgroup_size, resamples.n_rows,
+        )
+        replicates.update(result.values)
+        n.update(result.n)
+        reasons.update(result.reasons)
+    return summarise(replicates, n, reasons, resamples.n_bootstrap, config)
+
+
+def evaluate_segmentation(
+    predicted_masks: np.ndarray, true_masks: np.ndarray, clusters: np.ndarray, config: MetricsConfig | None = None
+) -> dict[str, dict]:
+    """Mean Dice and IoU (`segmentation.dice`, `segmentation.iou`) of predicted lesion masks, with clustered CIs."""
+    dice, iou = segmentation.dice_iou(predicted_masks, true_masks)
+    return evaluate_means(dict(zip(segmentation.SEGMENTATION_METRICS, (dice, iou))), clusters, config)
+
+
+def evaluate_means(
+    per_image: Mapping[str, np.ndarray], clusters: np.ndarray, config: MetricsConfig | None = None
+) -> dict[str, dict]:
+    """The mean of each per-image score over the images where it is defined (NaN = undefined,
+    e.g. a pointing game on an empty mask), with a lesion-clustered CI. For explanation and
+    segmentation scores; each name needs a direction in metrics/suites.yaml."""
+    config = config or load_config()
+    clusters = np.asarray(clusters)
+    for name, values in per_image.items():
+        if len(values) != len(clusters):
+            raise BenchboxError(f"{name}: {len(values)} per-image values but {len(clusters)} lesion ids.")
+    resamples = draw_resamples(clusters, config.bootstrap.n_resamples, config.bootstrap.seed)
+    replicates, n, reasons = {}, {}, {}
+    for name, values in per_image.items():
+        values = np.asarray(values, dtype=np.float64)
+        defined = np.isfinite(values)
+        segment = np.where(defined, 0, -1)
+        codes = np.zeros(len(values), dtype=np.int64)
+        total = resamples.segment_sums(segment, 1, codes, 1, np.where(defined, values, 0.0))[:, 0, 0]
+        count = resamples.segment_sums(segment, 1, codes, 1)[:, 0, 0]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            replicates[name] = np.where(count > 0, total / count, np.nan)
+        n[name] = int(defined.sum())
+        if not n[name]:
+            reasons[name] = "the score is undefined (NaN) for every image"
+    return summarise(replicates, n, reasons, resamples.n_bootstrap, config)
+
+
+def summarise(
+    replicates: Mapping[str, np.ndarray],
+    n: Mapping[str, int],
+    reasons: Mapping[str, str],
+    n_bootstrap: int,
+    config: MetricsConfig,
+) -> dict[str, dict]:
+    """Point estimates, CIs and directions for every metric, from its (rows,) replicates."""
+    names = list(replicates)
+    if not names:
+        return {}
+    stacked = np.stack([replicates[name] for name in names])
+    intervals = confidence_intervals(stacked, n_bootstrap, config.bootstrap.alpha, config.bootstrap.method)
+    out = {}
+    for i, name in enumerate(names):
+        value = float(stacked[i, 0])
+        if np.isnan(value):
+            reason = reasons.get(name) or _undefined_reason(name)
+        else:
+            reason = reasons.get(name) or intervals.reason[i]
+        out[name] = {
+            "value": value,
+            "ci_low": float(intervals.low[i]),
+            "ci_high": float(intervals.high[i]),
+            "n": int(n[name]),
+            "higher_is_better": config.higher_is_better(name),
+            "ci_method": intervals.method[i],
+            "reason": reason,
+        }
+    return out
+
+
+def _undefined_reason(name: str) -> str:
+    """The family's reason for a NaN value; a subgroup name takes its metric's reason."""
+    if name.startswith("subgroup."):
+        metric = ".".join(name.split(".")[2:-1]).removesuffix(".gap")
+        return UNDEFINED_REASONS.get(metric, "undefined") + " (in this group or its rest)"
+    return UNDEFINED_REASONS.get(name, "undefined")
