@@ -6,7 +6,6 @@ import argparse
 import time
 from pathlib import Path
 
-from ..errors import BenchboxError
 
 
 def add_dataset_options(parser: argparse.ArgumentParser) -> None:
@@ -28,6 +27,13 @@ def register(subparsers) -> None:
     synth.add_argument("--n-lesions", type=int, default=None, help="number of lesions (default: the built-in size)")
     synth.add_argument("--size", type=int, default=None, help="image side in pixels (default: the built-in size)")
     synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--artefact-correlation",
+        type=float,
+        default=None,
+        metavar="S",
+        help="plant a hair/ruler/ink association with malignancy, 0 (none) to 1 (exact); default: none",
+    )
     synth.set_defaults(func=run_synth)
 
     info = commands.add_parser("info", help="counts per class, lesion, source and skin tone, and what is missing")
@@ -39,9 +45,11 @@ def register(subparsers) -> None:
 def run_synth(args) -> int:
     from .synthderm import generate
 
-    if args.out.exists() and any(args.out.iterdir()):
-        raise BenchboxError(f"{args.out} exists and is not empty; choose a new folder for --out.")
-    options = {k: v for k, v in (("n_lesions", args.n_lesions), ("size", args.size)) if v is not None}
+    options = {
+        key: value
+        for key, value in (("n_lesions", args.n_lesions), ("size", args.size), ("artefact_correlation", args.artefact_correlation))
+        if value is not None
+    }
     start = time.perf_counter()
     generate(args.out, seed=args.seed, **options)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")

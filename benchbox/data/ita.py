@@ -2,9 +2,9 @@
 
 ITA = arctan((L* - 50) / b*) * 180 / pi, computed per skin pixel in CIELAB (D65) and summarised
 by the median, which ignores hair, ink and vignette pixels as long as they are a minority.
-Skin pixels are those outside the lesion mask (dilated by a margin, so the lesion's blurry rim
-is not counted as skin) or, without a mask, an outer ring inside the image's inscribed circle
-(dermoscopes darken the corners).
+Skin pixels lie inside the image's inscribed circle (dermoscopes blacken the corners) and
+outside the lesion mask dilated by a margin (so the lesion's blurry rim is not counted as skin)
+or, without a mask, in an outer ring.
 """
 
 from __future__ import annotations
@@ -43,14 +43,15 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 
 def skin_region(height: int, width: int, mask: np.ndarray | None) -> np.ndarray:
     """Boolean map of the pixels treated as skin (see the module docstring)."""
-    if mask is not None and mask.any():
-        margin = max(1, round(0.03 * min(height, width)))
-        region = ~ndimage.binary_dilation(mask.astype(bool), iterations=margin)
-        if region.sum() >= 0.02 * height * width:
-            return region
     yy, xx = np.mgrid[:height, :width]
     radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / (min(height, width) / 2)
-    return (radius >= 0.75) & (radius <= 0.98)
+    inside_field = radius <= 0.98
+    if mask is not None and mask.any():
+        margin = max(1, round(0.03 * min(height, width)))
+        region = ~ndimage.binary_dilation(mask.astype(bool), iterations=margin) & inside_field
+        if region.sum() >= 0.02 * height * width:
+            return region
+    return (radius >= 0.75) & inside_field
 
 
 def ita_degrees(image: np.ndarray, mask: np.ndarray | None = None) -> float:

@@ -3,7 +3,10 @@ into a loaded Dataset."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
+
+from filelock import FileLock
 
 from ..errors import BenchboxError
 from ..paths import cache_dir
@@ -14,16 +17,20 @@ DEFAULT_SYNTHDERM_SEED = 0
 
 
 def default_synthderm_dir() -> Path:
-    """The built-in dataset, generated on first use into the cache."""
-    return cache_dir() / "synthderm" / f"default-seed{DEFAULT_SYNTHDERM_SEED}"
+    """The built-in dataset, generated on first use into the cache; keyed by the generator's source,
+    so a changed generator never serves a stale dataset."""
+    generator = hashlib.sha256((Path(__file__).parent / "synthderm.py").read_bytes()).hexdigest()[:12]
+    return cache_dir() / "synthderm" / f"default-{generator}-seed{DEFAULT_SYNTHDERM_SEED}"
 
 
-def ensure_default_synthderm(progress: bool = True) -> Path:
+def ensure_default_synthderm() -> Path:
     from .synthderm import generate
 
     root = default_synthderm_dir()
-    if not (root / "HAM10000_metadata.csv").exists():
-        generate(root, seed=DEFAULT_SYNTHDERM_SEED, progress=progress)
+    root.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(root) + ".lock"):  # two processes starting at once generate it once
+        if not (root / "HAM10000_metadata.csv").exists():
+            generate(root, seed=DEFAULT_SYNTHDERM_SEED)
     return root
 
 
@@ -48,7 +55,7 @@ def load_dataset(spec: str, only_present: bool = False, on_bad_image: str = "fai
     if kind in ("synthderm", "ham10000"):
         from .ham10000 import load_ham10000
 
-        root = path if path is not None else ensure_default_synthderm(progress)
+        root = path if path is not None else ensure_default_synthderm()
         return load_ham10000(root, name=kind, **options)
     if kind == "isic2018":
         from .isic2018 import load_isic2018

@@ -1,0 +1,315 @@
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+from scipy import ndimage, stats
+from skimage.color import deltaE_cie76, rgb2lab
+
+from benchbox.data import synthderm
+from benchbox.errors import BenchboxError
+from benchbox.labels import CLASSES, MALIGNANT_CLASSES
+
+SHARED_METADATA = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "ham10000_sample" / "HAM10000_metadata.csv"
+HAM_HEADER = "lesion_id,image_id,dx,dx_type,age,sex,localization,dataset"
+HAM_LOCALIZATIONS = {
+    "abdomen", "acral", "back", "chest", "ear", "face", "foot", "genital", "hand", "lower extremity",
+    "neck", "scalp", "trunk", "unknown", "upper extremity",
+}
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> Path:
+    """A small dataset: 70 lesions at 64 px, rendered in one process."""
+    return synthderm.generate(tmp_path_factory.mktemp("synth") / "small", n_lesions=70, size=64, seed=3, workers=1)
+
+
+@pytest.fixture(scope="module")
+def plans() -> list[synthderm.LesionPlan]:
+    """Plans (no images) of a 3,000-lesion dataset, for rates and shares."""
+    return synthderm.plan_dataset(3000, 0, synthderm.artefact_probabilities(None))
+
+
+def read(root: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    metadata = pd.read_csv(root / "HAM10000_metadata.csv", keep_default_na=False)
+    truth = pd.read_csv(root / "synthderm_truth.csv").set_index("image_id").loc[metadata["image_id"]]
+    return metadata, truth
+
+
+def load(root: Path, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+    image = np.asarray(Image.open(root / "HAM10000_images_part_1" / f"{image_id}.jpg"))
+    mask = np.asarray(Image.open(root / "HAM10000_segmentations_lesion_tschandl" / f"{image_id}_segmentation.png"))
+    return image, mask
+
+
+def skin_pixels(mask: np.ndarray) -> np.ndarray:
+    """Outside the mask (dilated by 3 px) and inside 90% of the inscribed circle (no field stop)."""
+    size = mask.shape[0]
+    yy, xx = np.mgrid[:size, :size]
+    inside = np.hypot(yy - (size - 1) / 2, xx - (size - 1) / 2) < 0.9 * size / 2
+    return inside & ~ndimage.binary_dilation(mask > 0, iterations=3)
+
+
+def tree_digest(root: Path) -> dict[str, str]:
+    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_layout_ids_and_columns_are_ham10000s(small):
+    header = (small / "HAM10000_metadata.csv").read_text().splitlines()[0]
+    assert header == HAM_HEADER
+    metadata, truth = read(small)
+    assert sorted(p.name for p in small.iterdir()) == [
+        "HAM10000_images_part_1", "HAM10000_metadata.csv", "HAM10000_segmentations_lesion_tschandl", "synthderm_truth.csv",
+    ]
+    ids = metadata["image_id"]
+    assert ids.is_unique and ids.str.fullmatch(r"SYN_\d{7}").all()
+    assert metadata["lesion_id"].str.fullmatch(r"SYNL_\d{7}").all()
+    assert sorted(p.name for p in (small / "HAM10000_images_part_1").iterdir()) == sorted(ids + ".jpg")
+    masks = small / "HAM10000_segmentations_lesion_tschandl"
+    assert sorted(p.name for p in masks.iterdir()) == sorted(ids + "_segmentation.png")
+    assert not any(re.search(r"ISIC_|HAM_", p.name) for p in small.rglob("*"))
+    assert set(metadata["dx"]) == set(CLASSES)
+    assert set(metadata["dx_type"]) <= {"histo", "follow_up", "consensus", "confocal"}
+    assert set(metadata["sex"]) <= {"male", "female", "unknown"}
+    assert set(metadata["localization"]) <= HAM_LOCALIZATIONS
+    assert set(metadata["dataset"]) <= {site.name for site in synthderm.SITES}
+    ages = pd.to_numeric(metadata["age"].replace("", np.nan))
+    assert ((ages.dropna() % 5 == 0) & ages.dropna().between(0, 85)).all()
+    # Lesion-level metadata is shared by a lesion's images, as in HAM10000.
+    per_lesion = metadata.assign(true_lesion=truth["true_lesion_id"].values).groupby("true_lesion")
+    assert (per_lesion[["dx", "age", "sex", "localization", "dx_type", "dataset"]].nunique() == 1).all().all()
+
+
+@pytest.mark.skipif(not SHARED_METADATA.exists(), reason="../shared/data is absent")
+def test_columns_and_values_match_the_real_release(small):
+    real = pd.read_csv(SHARED_METADATA, keep_default_na=False)
+    metadata, _ = read(small)
+    assert list(metadata.columns) == list(real.columns)
+    for column in ("dx", "dx_type", "sex", "localization"):
+        assert set(metadata[column]) <= set(real[column])
+
+
+def test_images_and_masks_are_well_formed(small):
+    metadata, _ = read(small)
+    for image_id in metadata["image_id"]:
+        image, mask = load(small, image_id)
+        assert image.shape == (64, 64, 3) and image.dtype == np.uint8
+        assert mask.shape == (64, 64) and mask.dtype == np.uint8
+        assert set(np.unique(mask)) == {0, 255}
+
+
+def test_masks_locate_the_lesion(small):
+    """The colour inside the (eroded) mask departs from the skin far more than the skin varies."""
+    metadata, truth = read(small)
+    ratios = []
+    for image_id in metadata["image_id"]:
+        image, mask = load(small, image_id)
+        lab = rgb2lab(image)
+        skin = skin_pixels(mask)
+        reference = np.median(lab[skin], axis=0)
+        distance = deltaE_cie76(lab, reference[None, None, :])
+        core = ndimage.binary_erosion(mask > 0, iterations=2)
+        if core.any():
+            ratios.append(np.median(distance[core]) / np.median(distance[skin]))
+    assert len(ratios) >= 0.9 * len(metadata)
+    assert np.mean(np.array(ratios) > 2) > 0.9
+
+
+def test_masks_are_tight(small):
+    """The 2 px just inside the mask already differ from skin; the 2 px just outside do not."""
+    metadata, _ = read(small)
+    inner, outer = [], []
+    for image_id in metadata["image_id"]:
+        image, mask = load(small, image_id)
+        mask = mask > 0
+        lab = rgb2lab(image)
+        distance = deltaE_cie76(lab, np.median(lab[skin_pixels(mask)], axis=0)[None, None, :])
+        inner.append(np.median(distance[mask & ~ndimage.binary_erosion(mask, iterations=2)]))
+        outer.append(np.median(distance[ndimage.binary_dilation(mask, iterations=2) & ~mask]))
+    assert np.median(inner) > 3 * np.median(outer)
+
+
+def test_files_are_the_rendered_model(small):
+    """The PNG mask is exactly render()'s mask and the JPEG decodes close to render()'s image (PSNR)."""
+    plans = synthderm.plan_dataset(70, 3, synthderm.artefact_probabilities(None))
+    plan = next(p for p in plans if len(p.views) > 1)
+    look = synthderm.lesion_appearance(3, plan)
+    for view in plan.views:
+        image, mask = synthderm.render(3, plan, look, view, 64)
+        stored_image, stored_mask = load(small, view.image_id)
+        np.testing.assert_array_equal(stored_mask > 0, mask)
+        mse = np.mean((stored_image.astype(float) - image.astype(float)) ** 2)
+        assert 10 * np.log10(255**2 / mse) > 32  # JPEG at quality 90; another image scores < 25
+
+
+def test_same_arguments_give_identical_bytes_in_any_number_of_processes(tmp_path):
+    one = synthderm.generate(tmp_path / "one", n_lesions=16, size=40, seed=5, workers=1)
+    two = synthderm.generate(tmp_path / "two", n_lesions=16, size=40, seed=5, workers=2)
+    other = synthderm.generate(tmp_path / "other", n_lesions=16, size=40, seed=6, workers=1)
+    assert tree_digest(one) == tree_digest(two)
+    assert len(tree_digest(one)) == 2 + 2 * (len((one / "HAM10000_metadata.csv").read_text().splitlines()) - 1)
+    assert tree_digest(one)["HAM10000_metadata.csv"] != tree_digest(other)["HAM10000_metadata.csv"]
+
+
+def test_class_counts_follow_ham10000_priors_with_a_floor(plans):
+    # Hand-worked for 1,500 lesions: floor ceil(0.04 * 1500) = 60; mel round(166.65) = 167,
+    # bkl round(164.55) = 165, bcc round(76.95) = 77, akiec/df/vasc raised to 60; nv the rest.
+    assert synthderm.class_counts(1500) == {"akiec": 60, "bcc": 77, "bkl": 165, "df": 60, "mel": 167, "nv": 911, "vasc": 60}
+    lesions = pd.Series([p.dx for p in plans]).value_counts(normalize=True)
+    for dx, prior in {"mel": 0.1111, "bkl": 0.1097, "bcc": 0.0513}.items():
+        assert lesions[dx] == pytest.approx(prior, abs=0.001)
+    for dx in ("akiec", "df", "vasc"):
+        assert lesions[dx] == pytest.approx(0.04, abs=0.001)
+    assert lesions.idxmax() == "nv" and lesions["nv"] > 0.6
+
+
+def test_metadata_is_shaped_like_ham10000(plans):
+    lesions = pd.DataFrame(
+        [(p.dx, p.age, p.sex, p.dx_type, p.localization) for p in plans], columns=["dx", "age", "sex", "dx_type", "loc"]
+    )
+    age = lesions.groupby("dx")["age"].mean()
+    assert age["nv"] == pytest.approx(46.5, abs=2.5) and age["bcc"] == pytest.approx(66.8, abs=4)
+    assert age["nv"] < age["mel"] < age["bcc"]
+    assert (lesions.loc[lesions["dx"] == "mel", "dx_type"] == "histo").all()
+    nv_types = lesions.loc[lesions["dx"] == "nv", "dx_type"].value_counts(normalize=True)
+    assert nv_types["follow_up"] == pytest.approx(0.553, abs=0.04)
+    assert lesions.loc[lesions["dx"] == "akiec", "loc"].value_counts().idxmax() == "face"
+    assert 0 < (lesions["sex"] == "unknown").sum() < 0.02 * len(lesions)
+    assert 0 < lesions["age"].isna().sum() < 0.02 * len(lesions)
+
+
+def test_planted_ita_is_recovered_from_skin_pixels(small):
+    metadata, truth = read(small)
+    errors = []
+    for image_id in metadata["image_id"]:
+        image, mask = load(small, image_id)
+        lab = rgb2lab(image)[skin_pixels(mask)]
+        measured = np.median(np.degrees(np.arctan2(lab[:, 0] - 50, lab[:, 2])))
+        errors.append(measured - truth.loc[image_id, "ita"])
+    assert np.max(np.abs(errors)) < 5.0  # the worst are images with many dark hairs on the skin
+    assert np.median(np.abs(errors)) < 1.5
+
+
+def test_skin_tones_span_every_ita_category(plans):
+    ita = np.array([view.ita for p in plans for view in p.views])
+    bins = np.histogram(ita, bins=[-90, -30, 10, 28, 41, 55, 90])[0] / len(ita)
+    assert (bins > 0.05).all()
+    assert ita.min() < -45 and ita.max() > 65
+
+
+def test_lesions_have_lower_contrast_on_darker_skin(small):
+    """Optical density -log(lesion / skin) of green light: absorption alone would keep it equal on
+    every skin tone, so a lower density on dark skin is the planted contrast reduction."""
+    metadata, truth = read(small)
+    density = {}
+    for image_id in metadata["image_id"]:
+        image, mask = load(small, image_id)
+        core = ndimage.binary_erosion(mask > 0, iterations=2)
+        if core.any():
+            green = (image[..., 1] / 255.0) ** 2.2
+            density[image_id] = -np.log(np.median(green[core]) / np.median(green[skin_pixels(mask)]))
+    density = pd.Series(density)
+    ita = truth.loc[density.index, "ita"]
+    assert density[ita < 10].median() < 0.8 * density[ita > 41].median()
+
+
+def artefact_pixels(image: np.ndarray, mask: np.ndarray) -> dict[str, int]:
+    """Counts of pixels that look like ink (purple off the lesion) or a ruler (bright grey edge band)."""
+    lab = rgb2lab(image)
+    size = mask.shape[0]
+    yy, xx = np.mgrid[:size, :size]
+    edge = np.minimum(np.minimum(yy, xx), np.minimum(size - 1 - yy, size - 1 - xx)) < 0.13 * size
+    off_lesion = ~ndimage.binary_dilation(mask > 0, iterations=2)
+    purple = (lab[..., 1] - lab[..., 2] > 20) & off_lesion
+    grey_bright = (lab[..., 0] > 80) & (np.hypot(lab[..., 1], lab[..., 2]) < 10) & edge
+    return {"ink": int(purple.sum()), "ruler": int(grey_bright.sum())}
+
+
+def test_artefact_correlation_plants_visible_artefacts_on_malignant_images(tmp_path):
+    root = synthderm.generate(tmp_path / "shortcut", n_lesions=40, size=64, seed=4, artefact_correlation=1.0, workers=1)
+    metadata, truth = read(root)
+    malignant = metadata["dx"].isin(MALIGNANT_CLASSES).values
+    for artefact in ("hair", "ruler", "ink"):
+        np.testing.assert_array_equal(truth[artefact].values, malignant)
+    seen = pd.DataFrame([artefact_pixels(*load(root, i)) for i in metadata["image_id"]])
+    assert (seen.loc[~malignant] == 0).all().all()
+    assert (seen.loc[malignant, "ruler"] > 20).all()
+    assert (seen.loc[malignant, "ink"] > 0).mean() > 0.8
+
+
+def test_default_artefacts_are_independent_of_class(plans):
+    views = pd.DataFrame(
+        [(p.dx in MALIGNANT_CLASSES, v.hair, v.ruler, v.ink) for p in plans for v in p.views],
+        columns=["malignant", "hair", "ruler", "ink"],
+    )
+    for artefact, rate in synthderm.ARTEFACT_RATE.items():
+        table = pd.crosstab(views["malignant"], views[artefact])
+        assert stats.fisher_exact(table.values).pvalue > 0.01
+        assert views[artefact].mean() == pytest.approx(rate, abs=0.02)
+
+
+def test_artefact_correlation_by_class_and_bad_values():
+    probs = synthderm.artefact_probabilities({"ink": {"mel": 0.9}})
+    assert probs[CLASSES.index("mel"), synthderm.ARTEFACTS.index("ink")] == 0.9
+    assert probs[CLASSES.index("nv"), synthderm.ARTEFACTS.index("ink")] == synthderm.ARTEFACT_RATE["ink"]
+    half = synthderm.artefact_probabilities(0.5)
+    assert half[CLASSES.index("bcc"), 1] == pytest.approx(0.12 + 0.5 * 0.88)
+    assert half[CLASSES.index("bkl"), 1] == pytest.approx(0.06)
+    for bad in (1.5, {"glare": {"mel": 0.5}}, {"ink": {"melanoma": 0.5}}, {"ink": {"mel": 2}}):
+        with pytest.raises(BenchboxError, match="artefact_correlation"):
+            synthderm.artefact_probabilities(bad)
+
+
+def test_lesions_have_several_images_and_some_are_relabelled(small):
+    metadata, truth = read(small)
+    images_per_lesion = truth.groupby("true_lesion_id").size()
+    assert (images_per_lesion > 1).any()
+    relabelled = truth[truth["relabelled"]]
+    assert len(relabelled) > 0
+    assert (relabelled["lesion_id"] != relabelled["true_lesion_id"]).all()
+    assert (truth.loc[~truth["relabelled"], "lesion_id"] == truth.loc[~truth["relabelled"], "true_lesion_id"]).all()
+    assert metadata["lesion_id"].value_counts()[relabelled["lesion_id"]].eq(1).all()
+    # The relabelled image shows the same lesion: its mask area scales with the planted scale.
+    for image_id, row in relabelled.iterrows():
+        sibling_id = truth[(truth["true_lesion_id"] == row["true_lesion_id"]) & ~truth["relabelled"]].index[0]
+        area = (load(small, image_id)[1] > 0).sum() / (load(small, sibling_id)[1] > 0).sum()
+        assert area == pytest.approx((row["scale"] / truth.loc[sibling_id, "scale"]) ** 2, rel=0.15)
+
+
+def test_multi_image_and_relabel_rates_follow_ham10000(plans):
+    multi = pd.Series({p.index: len(p.views) > 1 for p in plans})
+    dx = pd.Series({p.index: p.dx for p in plans})
+    share = multi.groupby(dx).mean()
+    assert share["mel"] == pytest.approx(0.625, abs=0.07) and share["nv"] == pytest.approx(0.183, abs=0.04)
+    relabelled = sum(v.relabelled for p in plans for v in p.views)
+    assert relabelled == pytest.approx(synthderm.RELABEL_SHARE * multi.sum(), rel=0.3)
+
+
+def test_refuses_bad_arguments_and_leaves_nothing_behind(tmp_path, monkeypatch):
+    (tmp_path / "full").mkdir()
+    (tmp_path / "full" / "x").write_text("")
+    with pytest.raises(BenchboxError, match="not empty"):
+        synthderm.generate(tmp_path / "full", n_lesions=10, size=32, workers=1)
+    with pytest.raises(BenchboxError, match="n_lesions"):
+        synthderm.generate(tmp_path / "few", n_lesions=3, workers=1)
+    with pytest.raises(BenchboxError, match="size"):
+        synthderm.generate(tmp_path / "tiny", size=16, workers=1)
+
+    calls = []
+
+    def failing_render(*args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise RuntimeError("killed")
+        return real_render(*args)
+
+    real_render = synthderm.render
+    monkeypatch.setattr(synthderm, "render", failing_render)
+    with pytest.raises(RuntimeError, match="killed"):
+        synthderm.generate(tmp_path / "half", n_lesions=10, size=32, workers=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full"]
