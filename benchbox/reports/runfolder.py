@@ -49,6 +49,7 @@ class Job:
     metrics: dict[str, Metric] = field(default_factory=dict)
     confusion_matrix: np.ndarray | None = None
     classes: list[str] = field(default_factory=list)
+    threshold: float | None = None  # the binary operating point chosen on validation
     efficiency: dict[str, Any] = field(default_factory=dict)
 
     def predictions(self) -> pd.DataFrame:
@@ -68,6 +69,7 @@ class Run:
     info: dict[str, Any]
     jobs: list[Job]
     comparisons: list[dict[str, Any]]
+    _means: dict[str, dict[str, Metric]] = field(default_factory=dict, repr=False)
 
     @property
     def methods(self) -> list[str]:
@@ -92,7 +94,9 @@ class Run:
     def method_metrics(self, method: str) -> dict[str, Metric]:
         """Metrics of a method's finished seeds; with several seeds the value and both CI bounds
         are means over seeds (the CI is then the mean per-seed CI, not a CI of the mean)."""
-        return mean_over_seeds([job.metrics for job in self.done_jobs(method)])
+        if method not in self._means:
+            self._means[method] = mean_over_seeds([job.metrics for job in self.done_jobs(method)])
+        return self._means[method]
 
 
 def mean_over_seeds(per_seed: list[dict[str, Metric]]) -> dict[str, Metric]:
@@ -151,6 +155,8 @@ def _read_job(run_folder: Path, key: str, record: dict[str, Any]) -> Job:
     job = Job(method=method, seed=int(seed_part[4:]), status=record.get("status", "failed"),
               error=record.get("error"), folder=folder)
     if job.status != "done":
+        if not job.error and (folder / "error.txt").exists():
+            job.error = (folder / "error.txt").read_text()
         return job
     path = folder / "metrics.json"
     data = _read_json(path)
@@ -160,6 +166,7 @@ def _read_job(run_folder: Path, key: str, record: dict[str, Any]) -> Job:
     if data.get("confusion_matrix") is not None:
         job.confusion_matrix = np.asarray(data["confusion_matrix"], dtype=np.int64)
     job.classes = list(data.get("classes", []))
+    job.threshold = data.get("threshold")
     if (folder / "efficiency.json").exists():
         job.efficiency = _read_json(folder / "efficiency.json")
     return job

@@ -1,0 +1,350 @@
+"""Markdown tables (tabulate, GitHub format) built from a `Run`: the leaderboards and the
+per-class, calibration, efficiency, explanation, subgroup, segmentation and claims tables.
+Every number is printed from the run's metrics as `value [ci_low, ci_high]`."""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from tabulate import tabulate
+
+from ..labels import CLASSES
+from ..metrics.config import Board, load_config
+from .runfolder import Metric, Run
+
+ALPHA = 0.05  # family-wise level for the Holm-corrected "better than the next row" mark
+BETTER_MARK = "†"  # significantly better than the next row (Holm-corrected p < ALPHA)
+GAP_MARK = "*"  # a group-vs-rest gap whose 95% CI excludes 0
+BASELINE_EXPLAINER = "gaussian"
+# Preferred column order; further xai.<explainer>.<metric> names found in a run follow.
+EXPLANATION_METRICS = ("iou", "iou_at_mask_area", "pointing_game", "energy_pointing_game",
+                       "deletion_auc", "insertion_auc")
+CALIBRATION_METRICS = ("ece", "ece_classwise", "brier", "nll", "binary.ece", "binary.brier", "binary.nll")
+# Patterns, in column order, for the runner's efficiency metrics (both spellings in use:
+# gflops / flops*, peak_memory* / memory.*).
+EFFICIENCY_PATTERNS = ("params_m", "gflops", "flops*", "latency.*", "throughput.*", "peak_memory*", "memory.*")
+SEGMENTATION_METRICS = ("segmentation.dice", "segmentation.iou")
+
+
+def board_definitions() -> list[Board]:
+    """The boards of metrics/suites.yaml, the one holding the most tasks (every method) first."""
+    return sorted(load_config().boards.values(), key=lambda board: -len(board.tasks))
+
+
+def format_number(x: float) -> str:
+    """Three significant digits, plain decimals (no exponent); integers from 100 up."""
+    if not math.isfinite(x):
+        return "NaN"
+    if x == 0:
+        return "0"
+    if abs(x) >= 100:
+        return f"{x:.0f}"
+    rounded = float(f"{x:.3g}")  # 0.9995 -> 1.0, so it prints as 1.00, not 1.000
+    decimals = max(2 - math.floor(math.log10(abs(rounded))), 0)
+    return f"{rounded:.{decimals}f}"
+
+
+def format_metric(metric: Metric | None) -> str:
+    """`0.713 [0.662, 0.751]`; NaN with its reason; the value alone when there is no CI, marked
+    "(no CI)" when the metrics engine gave a reason (measurements such as latency have none)."""
+    if metric is None:
+        return "—"
+    if not math.isfinite(metric.value):
+        return f"NaN ({metric.reason})" if metric.reason else "NaN"
+    text = format_number(metric.value)
+    if metric.has_ci:
+        text += f" [{format_number(metric.ci_low)}, {format_number(metric.ci_high)}]"
+    elif metric.reason:
+        text += " (no CI)"
+    return text
+
+
+def arrow(higher_is_better: bool | None) -> str:
+    return {True: "↑", False: "↓"}.get(higher_is_better, "")
+
+
+def markdown_table(rows: list[list[Any]], headers: list[str]) -> str:
+    cells = [[str(cell).replace("|", "\\|") for cell in row] for row in rows]
+    return tabulate(cells, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def _direction(per_method: dict[str, dict[str, Metric]], name: str) -> bool | None:
+    return next((m[name].higher_is_better for m in per_method.values() if name in m), None)
+
+
+def _headers(per_method: dict[str, dict[str, Metric]], names: tuple[str, ...] | list[str]) -> list[str]:
+    return [f"{name} {arrow(_direction(per_method, name))}".rstrip() for name in names]
+
+
+def sort_methods(per_method: dict[str, dict[str, Metric]], primary: str) -> list[str]:
+    """Best first by the primary metric in its own direction; missing or NaN values last."""
+    higher = _direction(per_method, primary) is not False
+
+    def key(method: str) -> tuple[int, float]:
+        metric = per_method[method].get(primary)
+        if metric is None or not math.isfinite(metric.value):
+            return (1, 0.0)
+        return (0, -metric.value if higher else metric.value)
+
+    return sorted(per_method, key=key)
+
+
+def find_comparisons(run: Run, board: str, metric: str, first: str, second: str) -> list[dict[str, Any]]:
+    """comparisons.json entries for this pair in either order (several when listed per seed)."""
+    return [c for c in run.comparisons
+            if c.get("board") == board and c.get("metric") == metric
+            and {c.get("a"), c.get("b")} == {first, second}]
+
+
+def is_better(comparison: dict[str, Any], method: str, higher_is_better: bool) -> bool:
+    """Holm-corrected p below ALPHA and the difference (a - b) favouring `method`."""
+    p_holm, diff = comparison.get("p_holm"), comparison.get("diff")
+    if p_holm is None or diff is None or not p_holm < ALPHA:
+        return False
+    advantage_of_a = diff if higher_is_better else -diff
+    return advantage_of_a > 0 if comparison["a"] == method else advantage_of_a < 0
+
+
+def board_methods(run: Run, board: Board) -> dict[str, dict[str, Metric]]:
+    return {m: run.method_metrics(m) for m in run.methods if run.task(m) in board.tasks}
+
+
+def leaderboard_table(run: Run, board: Board) -> str:
+    """Ranked rows; the "vs next" column gives the Holm-corrected p against the next row and
+    BETTER_MARK where the difference is significant in this row's favour."""
+    per_method = board_methods(run, board)
+    order = sort_methods(per_method, board.primary)
+    higher = _direction(per_method, board.primary) is not False
+    columns = present(per_method, board.metrics)
+    rows = []
+    for rank, method in enumerate(order, start=1):
+        versus = ""
+        if rank < len(order):
+            found = find_comparisons(run, board.name, board.primary, method, order[rank])
+            p_values = [c.get("p_holm") for c in found]
+            p_values = [p for p in p_values if p is not None and math.isfinite(p)]
+            if p_values:
+                significant = all(is_better(c, method, higher) for c in found)
+                versus = format_p(max(p_values)) + (f" {BETTER_MARK}" if significant else "")
+        rows.append([rank, method, *[format_metric(per_method[method].get(n)) for n in columns], versus])
+    return markdown_table(rows, ["#", "method", *_headers(per_method, columns), "vs next (Holm p)"])
+
+
+def present(per_method: dict[str, dict[str, Metric]], names: tuple[str, ...] | list[str]) -> list[str]:
+    """The names that at least one method reports (a column nobody fills is left out)."""
+    return [n for n in names if any(n in metrics for metrics in per_method.values())]
+
+
+def format_p(p: float) -> str:
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def method_table(run: Run, methods: list[str], names: tuple[str, ...] | list[str],
+                 extra: dict[str, dict[str, str]] | None = None) -> str:
+    """Rows = methods, columns = the metric names someone reports (with ↑/↓), then text columns."""
+    per_method = {m: run.method_metrics(m) for m in methods}
+    names = present(per_method, names)
+    extra = extra or {}
+    extra_headers = list(next(iter(extra.values()), {}).keys())
+    rows = [[m, *[format_metric(per_method[m].get(n)) for n in names],
+             *[extra.get(m, {}).get(h, "") for h in extra_headers]] for m in methods]
+    return markdown_table(rows, ["method", *_headers(per_method, names), *extra_headers])
+
+
+def methods_with(run: Run, names: tuple[str, ...] | list[str]) -> list[str]:
+    """Methods (with finished jobs) that report at least one of `names`."""
+    return [m for m in run.methods if any(n in run.method_metrics(m) for n in names)]
+
+
+def per_class_table(run: Run, family: str) -> str:
+    """`<family>.<class>` for each of the 7 classes, e.g. f1.mel."""
+    names = [f"{family}.{c}" for c in CLASSES]
+    return method_table(run, methods_with(run, names), names)
+
+
+def calibration_table(run: Run) -> str:
+    return method_table(run, methods_with(run, CALIBRATION_METRICS), CALIBRATION_METRICS)
+
+
+def efficiency_names(run: Run) -> list[str]:
+    """Efficiency metric names of the run, in EFFICIENCY_PATTERNS order."""
+    found = list(dict.fromkeys(n for m in run.methods for n in run.method_metrics(m)))
+    ordered: list[str] = []
+    for pattern in EFFICIENCY_PATTERNS:
+        ordered += [n for n in found if fnmatch.fnmatchcase(n, pattern) and n not in ordered]
+    return ordered
+
+
+def efficiency_table(run: Run) -> str:
+    """Efficiency metrics plus the device, thread count and input size they were measured with
+    (the `details` of efficiency.json)."""
+    names = efficiency_names(run)
+    methods = methods_with(run, names)
+    extra = {}
+    for m in methods:
+        efficiency = run.done_jobs(m)[0].efficiency.get("details", {})
+        threads = efficiency.get("torch_threads")
+        extra[m] = {"device": str(efficiency.get("device", "—")),
+                    "threads": "—" if threads is None else f"{threads:g}",
+                    "input": str(efficiency.get("input_size", "—"))}
+    return method_table(run, methods, names, extra)
+
+
+def explainers(metrics: dict[str, Metric]) -> list[str]:
+    """Explainer names found in `xai.<explainer>.<metric>`, the Gaussian baseline last."""
+    found = list(dict.fromkeys(name.split(".")[1] for name in metrics if name.startswith("xai.")))
+    return [e for e in found if e != BASELINE_EXPLAINER] + (
+        [BASELINE_EXPLAINER] if BASELINE_EXPLAINER in found else [])
+
+
+def explanation_table(run: Run) -> str:
+    """One row per (method, explainer) with the method's centred-Gaussian baseline row below."""
+    per_method = {m: run.method_metrics(m) for m in run.methods}
+    found = list(dict.fromkeys(name.split(".", 2)[2] for metrics in per_method.values()
+                               for name in metrics if name.startswith("xai.") and name.count(".") >= 2))
+    columns = [s for s in EXPLANATION_METRICS if s in found] + [s for s in found if s not in EXPLANATION_METRICS]
+    rows, directions = [], {}
+    for method, metrics in per_method.items():
+        for explainer in explainers(metrics):
+            label = f"{explainer} (baseline)" if explainer == BASELINE_EXPLAINER else explainer
+            cells = []
+            for short in columns:
+                metric = metrics.get(f"xai.{explainer}.{short}")
+                if metric is not None:
+                    directions.setdefault(short, metric.higher_is_better)
+                cells.append(format_metric(metric))
+            rows.append([method, label, *cells])
+    headers = [f"{s} {arrow(directions.get(s))}".rstrip() for s in columns]
+    return markdown_table(rows, ["method", "explainer", *headers])
+
+
+def segmentation_table(run: Run) -> str:
+    return method_table(run, methods_with(run, SEGMENTATION_METRICS), SEGMENTATION_METRICS)
+
+
+@dataclass
+class SubgroupResult:
+    """One (attribute, metric) of one method: per-group values, gaps to the rest, max - min."""
+
+    spread: Metric | None = None  # max - min over groups
+    values: dict[str, Metric] = field(default_factory=dict)
+    gaps: dict[str, Metric] = field(default_factory=dict)  # group minus the rest
+
+    @property
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys([*self.values, *self.gaps]))
+
+
+def parse_subgroups(metrics: dict[str, Metric]) -> dict[tuple[str, str], SubgroupResult]:
+    """Split `subgroup.<attribute>.<metric>.(gap | gap.<group> | <group>)` names. The metric
+    itself may be dotted (binary.auc), so a per-group value is split at the longest metric
+    name that the gaps or the top-level metrics use."""
+    results: dict[tuple[str, str], SubgroupResult] = {}
+    plain: list[tuple[str, str, Metric]] = []
+    for name, metric in metrics.items():
+        if not name.startswith("subgroup."):
+            continue
+        attribute, rest = name[len("subgroup."):].split(".", 1)
+        if rest.endswith(".gap"):
+            results.setdefault((attribute, rest[:-4]), SubgroupResult()).spread = metric
+        elif ".gap." in rest:
+            base, group = rest.split(".gap.", 1)
+            results.setdefault((attribute, base), SubgroupResult()).gaps[group] = metric
+        else:
+            plain.append((attribute, rest, metric))
+    known = {base for _, base in results} | {n for n in metrics if not n.startswith("subgroup.")}
+    for attribute, rest, metric in plain:
+        candidates = [b for b in known if rest.startswith(b + ".")]
+        base = max(candidates, key=len) if candidates else rest.rsplit(".", 1)[0]
+        results.setdefault((attribute, base), SubgroupResult()).values[rest[len(base) + 1:]] = metric
+    return results
+
+
+def gap_is_significant(gap: Metric | None) -> bool:
+    return gap is not None and gap.has_ci and (gap.ci_low > 0 or gap.ci_high < 0)
+
+
+def subgroup_attributes(run: Run) -> list[str]:
+    return list(dict.fromkeys(attr for m in run.methods
+                              for attr, _ in parse_subgroups(run.method_metrics(m))))
+
+
+def subgroup_spread_table(run: Run) -> str:
+    """Rows = (attribute, metric), columns = methods, cells = max - min gap with CI."""
+    parsed = {m: parse_subgroups(run.method_metrics(m)) for m in run.methods}
+    methods = [m for m in run.methods if parsed[m]]
+    keys = list(dict.fromkeys(k for m in methods for k in parsed[m]))
+    rows = [[attribute, metric, *[format_metric(parsed[m][(attribute, metric)].spread)
+                                  if (attribute, metric) in parsed[m] else "—" for m in methods]]
+            for attribute, metric in keys]
+    return markdown_table(rows, ["attribute", "metric", *methods])
+
+
+def subgroup_detail_table(run: Run, attribute: str) -> str:
+    """Every group of one attribute: size, value, gap to the rest (marked when its CI excludes
+    0) and the metrics engine's note (why a value is NaN or its CI partial)."""
+    rows = []
+    for method in run.methods:
+        for (attr, metric), result in parse_subgroups(run.method_metrics(method)).items():
+            if attr != attribute:
+                continue
+            for group in result.groups:
+                value, gap = result.values.get(group), result.gaps.get(group)
+                n = next((m.n for m in (value, gap) if m is not None and m.n is not None), None)
+                reasons = list(dict.fromkeys(m.reason for m in (value, gap) if m is not None and m.reason))
+                rows.append([method, metric, group, "—" if n is None else n,
+                             _value_only(value), _value_only(gap)
+                             + (f" {GAP_MARK}" if gap_is_significant(gap) else ""),
+                             "; ".join(reasons)])
+    return markdown_table(rows, ["method", "metric", "group", "n", "value", "gap vs rest", "note"])
+
+
+def _value_only(metric: Metric | None) -> str:
+    """Like format_metric, but a NaN's reason goes to its own column."""
+    if metric is not None and not math.isfinite(metric.value):
+        return "NaN"
+    return format_metric(metric)
+
+
+def header_table(run: Run) -> str:
+    """Dataset, split, profile, seeds, code version and hardware of the run."""
+    info = run.info
+    config, dataset, split = info.get("config", {}), info.get("dataset", {}), info.get("split", {})
+    rows = [
+        ["run", info.get("run_id", run.folder.name)],
+        ["created", info.get("created", "—")],
+        ["dataset", f"{dataset.get('name', '—')} ({dataset.get('n_images', '?')} images, "
+                    f"sha256 {str(dataset.get('hash', '—'))[:12]})"],
+        ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"],
+        ["profile", config.get("profile", "—")],
+        ["seeds", ", ".join(str(s) for s in run.seeds)],
+        ["code version", describe_code_version(info.get("code_version"))],
+        ["benchbox", info.get("benchbox_version", "—")],
+        ["hardware", describe_mapping(info.get("hardware"))],
+    ]
+    return markdown_table(rows, ["", ""])
+
+
+def describe_code_version(code_version: Any) -> str:
+    """`git describe` (with -dirty) and the short source hash that the runner records."""
+    if isinstance(code_version, dict):
+        text = str(code_version.get("git") or "not a git checkout")
+        if code_version.get("source_sha256"):
+            text += f", sources sha256 {code_version['source_sha256'][:12]}"
+        return text
+    return str(code_version or "—")
+
+
+def describe_mapping(mapping: Any) -> str:
+    if isinstance(mapping, dict):
+        return ", ".join(f"{k}: {v}" for k, v in mapping.items()) or "—"
+    return str(mapping or "—")
+
+
+def failures_table(run: Run) -> str:
+    rows = [[job.method, job.seed, ((job.error or "").strip().splitlines() or [""])[-1]]
+            for job in run.failed_jobs()]
+    return markdown_table(rows, ["method", "seed", "error (last line; see error.txt)"])

@@ -1,0 +1,91 @@
+"""Hand-worked cases for the table helpers: number format, marks, ordering, subgroup names."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+
+from benchbox.reports.boards import (
+    board_definitions,
+    format_metric,
+    format_number,
+    is_better,
+    leaderboard_table,
+    parse_subgroups,
+    sort_methods,
+)
+from benchbox.reports.runfolder import Job, Metric, Run
+
+
+@pytest.mark.parametrize("value, text", [
+    (0.7134, "0.713"), (0.0342, "0.0342"), (4.3, "4.30"), (11.52, "11.5"), (231.46, "231"),
+    (1234.5, "1234"), (-0.00123, "-0.00123"), (0.0, "0"), (1.0, "1.00"), (0.99951, "1.00"),
+    (0.0999, "0.0999"), (99.96, "100"), (math.nan, "NaN"),
+])
+def test_format_number_keeps_three_significant_digits(value, text):
+    assert format_number(value) == text
+
+
+def test_format_metric_shapes():
+    assert format_metric(Metric(0.71, 0.66, 0.75)) == "0.710 [0.660, 0.750]"
+    assert format_metric(Metric(11.7)) == "11.7"  # efficiency: no CI
+    assert format_metric(Metric(0.5, reason="defined in only 182 of 200 resamples")) == "0.500 (no CI)"
+    assert format_metric(Metric(math.nan, reason="one class in group")) == "NaN (one class in group)"
+    assert format_metric(None) == "—"
+
+
+@pytest.mark.parametrize("a, diff, higher, p_holm, method, expected", [
+    ("x", 0.1, True, 0.01, "x", True),     # a better, significant
+    ("x", 0.1, True, 0.01, "y", False),    # asking about b, which is worse
+    ("y", -0.1, True, 0.01, "x", True),    # x listed as b with negative diff: x better
+    ("x", 0.1, True, 0.2, "x", False),     # not significant after Holm
+    ("x", 0.1, False, 0.01, "x", False),   # lower is better: a positive diff means x is worse
+    ("x", -0.1, False, 0.01, "x", True),
+    ("x", 0.0, True, 0.01, "y", False),    # no difference favours nobody
+])
+def test_is_better_respects_order_direction_and_holm(a, diff, higher, p_holm, method, expected):
+    comparison = {"a": a, "b": "y" if a == "x" else "x", "diff": diff, "p_holm": p_holm}
+    assert is_better(comparison, method, higher) is expected
+
+
+def _run(values: dict[str, float], comparisons: list[dict], higher: bool = True) -> Run:
+    jobs = [Job(method=m, seed=0, status="done", error=None, folder=Path(m), task="multiclass",
+                metrics={"mcc": Metric(v, v - 0.05, v + 0.05, 100, higher)}) for m, v in values.items()]
+    return Run(folder=Path("run"), info={}, jobs=jobs, comparisons=comparisons)
+
+
+def test_sort_puts_nan_last_and_follows_direction():
+    per_method = {"a": {"ece": Metric(0.2, higher_is_better=False)}, "b": {"ece": Metric(math.nan)},
+                  "c": {"ece": Metric(0.1, higher_is_better=False)}, "d": {}}
+    assert sort_methods(per_method, "ece") == ["c", "a", "b", "d"]
+
+
+def test_no_mark_when_the_significant_difference_favours_the_lower_row():
+    # comparisons.json can disagree with the point estimates (e.g. a per-seed test): no mark then
+    comparisons = [{"board": "multiclass", "metric": "mcc", "a": "top", "b": "second", "diff": -0.02,
+                    "p_holm": 0.01, "test": "paired_bootstrap"},
+                   {"board": "multiclass", "metric": "mcc", "a": "third", "b": "second", "diff": -0.3,
+                    "p_holm": 0.0001, "test": "paired_bootstrap"}]
+    board = next(b for b in board_definitions() if b.name == "multiclass")
+    table = leaderboard_table(_run({"top": 0.5, "second": 0.45, "third": 0.1}, comparisons), board)
+    rows = [line.split("|")[1:-1] for line in table.splitlines()[2:]]
+    assert [r[1].strip() for r in rows] == ["top", "second", "third"]
+    assert [r[-1].strip() for r in rows] == ["0.010", "<0.001 †", ""]
+
+
+def test_parse_subgroups_splits_dotted_metric_and_dotted_group_names():
+    m = Metric(0.1, 0.0, 0.2)
+    parsed = parse_subgroups({
+        "binary.auc": m,
+        "subgroup.age_band.binary.auc.30.0-45.0": m,
+        "subgroup.age_band.binary.auc.gap.30.0-45.0": Metric(0.05, 0.01, 0.09),
+        "subgroup.age_band.binary.auc.gap": Metric(0.2, 0.1, 0.3),
+        "subgroup.sex.mcc.female": m,
+        "mcc": m,
+    })
+    age = parsed[("age_band", "binary.auc")]
+    assert age.groups == ["30.0-45.0"] and age.gaps["30.0-45.0"].value == 0.05 and age.spread.value == 0.2
+    assert parsed[("sex", "mcc")].values == {"female": m}
+    assert set(parsed) == {("age_band", "binary.auc"), ("sex", "mcc")}

@@ -1,0 +1,65 @@
+"""Reading run folders: values as written, NaN from null, seed means, clear errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from runfolder_builder import FAILED_METHOD, METHODS, build_run, edit_json
+
+from benchbox.errors import BenchboxError
+from benchbox.reports.runfolder import read_run
+
+
+def test_reads_every_job_and_metric(tmp_path):
+    run_dir = build_run(tmp_path)
+    run = read_run(run_dir)
+    assert run.methods == [*METHODS, FAILED_METHOD]
+    assert [j.method for j in run.failed_jobs()] == [FAILED_METHOD]
+    raw = json.loads((run_dir / "msfa" / "seed0" / "metrics.json").read_text())
+    metrics = run.method_metrics("msfa")
+    assert set(metrics) == set(raw["metrics"])
+    assert metrics["mcc"].value == raw["metrics"]["mcc"]["value"]
+    assert metrics["mcc"].ci_high == raw["metrics"]["mcc"]["ci_high"]
+    assert metrics["mcc"].higher_is_better is True
+    assert math.isnan(metrics["params_m"].ci_low)  # null CI in JSON
+    nan_group = metrics["subgroup.sex.binary.auc.other"]
+    assert math.isnan(nan_group.value) and nan_group.reason.startswith("group has")
+    assert run.done_jobs("msfa")[0].confusion_matrix.sum() == 240
+    assert run.task("recall_ensemble") == "binary" and run.task(FAILED_METHOD) is None
+    assert len(run.comparisons) == 10 + 3
+
+
+def test_several_seeds_average_value_and_ci_bounds(tmp_path):
+    run_dir = build_run(tmp_path, seeds=(0, 1, 2), methods=("msfa",), failed=())
+    raws = [json.loads((run_dir / "msfa" / f"seed{s}" / "metrics.json").read_text())["metrics"]["auc_macro"]
+            for s in range(3)]
+    metric = read_run(run_dir).method_metrics("msfa")["auc_macro"]
+    assert metric.value == pytest.approx(np.mean([r["value"] for r in raws]), abs=1e-15)
+    assert metric.ci_low == pytest.approx(np.mean([r["ci_low"] for r in raws]), abs=1e-15)
+    assert len({r["value"] for r in raws}) == 3
+
+
+def test_broken_run_folders_raise_benchbox_errors_naming_the_file(tmp_path):
+    run_dir = build_run(tmp_path, methods=("msfa",), failed=())
+    (run_dir / "msfa" / "seed0" / "metrics.json").write_text("{not json")
+    with pytest.raises(BenchboxError, match=r"msfa/seed0/metrics.json is not valid JSON"):
+        read_run(run_dir)
+    (run_dir / "msfa" / "seed0" / "metrics.json").unlink()
+    with pytest.raises(BenchboxError, match=r"metrics.json is missing"):
+        read_run(run_dir)
+    edit_json(run_dir / "run.json", lambda data: data.update(jobs={"msfa-seed0": {"status": "done"}}))
+    with pytest.raises(BenchboxError, match="not '<method>/seed<k>'"):
+        read_run(run_dir)
+    with pytest.raises(BenchboxError, match="not a folder"):
+        read_run(tmp_path / "nowhere")
+
+
+def test_failed_job_error_falls_back_to_error_txt(tmp_path):
+    run_dir = build_run(tmp_path, methods=("msfa",))
+    edit_json(run_dir / "run.json", lambda data: data["jobs"][f"{FAILED_METHOD}/seed0"].update(error=None))
+    failed = read_run(run_dir).failed_jobs()[0]
+    assert failed.error == (run_dir / FAILED_METHOD / "seed0" / "error.txt").read_text()
+    assert failed.error.endswith("CUDA out of memory (planted)")
