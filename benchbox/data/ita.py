@@ -66,10 +66,3 @@ def ita_category(degrees: float) -> str:
     if not np.isfinite(degrees):
         return ""
     return next(name for name, lower in ITA_CATEGORIES if degrees > lower)
-
-
-def ita_light_dark(degrees: float) -> str:
-    """"light" above the 28 degree cut, "dark" at or below it ("" for NaN)."""
-    if not np.isfinite(degrees):
-        return ""
-    return "light" if degrees > LIGHT_DARK_CUT else "dark"

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 from skimage.color import lab2rgb, rgb2lab
 
-from benchbox.data.ita import ita_category, ita_degrees, ita_light_dark, rgb_to_lab, skin_region
+from benchbox.data.ita import ita_category, ita_degrees, rgb_to_lab, skin_region
+from benchbox.metrics import ita_light_dark
 
 
 def test_rgb_to_lab_matches_skimage():
@@ -37,8 +38,8 @@ def test_ring_without_mask_excludes_centre_and_corners():
 @pytest.mark.parametrize(
     "degrees,category,light_dark",
     [(60, "very_light", "light"), (55, "light", "light"), (41.5, "light", "light"), (30, "intermediate", "light"),
-     (28, "tan", "dark"), (10, "brown", "dark"), (-30, "dark", "dark"), (-45, "dark", "dark"), (float("nan"), "", "")],
+     (28, "tan", "dark"), (10, "brown", "dark"), (-30, "dark", "dark"), (-45, "dark", "dark"), (float("nan"), "", "unknown")],
 )
 def test_categories_use_the_standard_bounds(degrees, category, light_dark):
     assert ita_category(degrees) == category
-    assert ita_light_dark(degrees) == light_dark
+    assert ita_light_dark(np.array([degrees]), 28).tolist() == [light_dark]

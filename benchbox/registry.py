@@ -1,0 +1,310 @@
+"""The method registry: one generic `Registry`, the method cards, and the plugin entry points.
+
+Where methods come from, in order:
+1. the YAML cards in the top-level `registry/` folder (or `$BENCHBOX_REGISTRY`), one per method;
+2. the `benchbox.methods` entry-point group of installed packages; an entry point names either
+   a card file inside a package (`my_pkg:card.yaml`, read without importing the package) or a
+   `Method` class (`my_pkg.module:MyMethod`, whose `card` class attribute holds the card);
+3. classes decorated with `@register_method` in this session that have no card elsewhere
+   (again with their card in the `card` class attribute).
+
+Listing reads cards only, so `benchbox ls` never imports torch; a method's class is imported
+when the method is created (`MethodCard.load_class`).
+"""
+
+from __future__ import annotations
+
+import copy
+import difflib
+import importlib
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Generic, Iterator, TypeVar
+
+import yaml
+
+from .errors import BenchboxError
+from .methods.base import PROFILES, TASKS, Method, RunContext
+
+ENTRY_POINT_GROUP = "benchbox.methods"
+REQUIRED_KEYS = ("name", "import_path", "task", "profiles")
+OPTIONAL_KEYS = ("explainers", "needs_masks", "summary", "paper", "claims", "notes")
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Names to things. Registering a taken name raises; asking for an unknown one suggests the closest."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._items: dict[str, T] = {}
+        self._origins: dict[str, str] = {}
+
+    def register(self, name: str, item: T, origin: str = "") -> T:
+        if name in self._items:
+            first = f" by {self._origins[name]}" if self._origins[name] else ""
+            again = f" (again by {origin})" if origin else ""
+            raise BenchboxError(f"{self.kind} {name!r} is already registered{first}{again}; give one of them another name.")
+        self._items[name] = item
+        self._origins[name] = origin
+        return item
+
+    def get(self, name: str) -> T:
+        if name not in self._items:
+            close = difflib.get_close_matches(name, list(self._items), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            known = ", ".join(sorted(self._items)) or "none"
+            raise BenchboxError(f"unknown {self.kind} {name!r}.{hint} Known: {known}.")
+        return self._items[name]
+
+    def origin(self, name: str) -> str:
+        self.get(name)
+        return self._origins[name]
+
+    def names(self) -> list[str]:
+        return sorted(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+METHOD_CLASSES: Registry[type[Method]] = Registry("method class")
+
+
+def register_method(cls: type[Method]) -> type[Method]:
+    """Class decorator: register a `Method` subclass under its `name` (duplicate names raise)."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise TypeError(f"@register_method expects a Method subclass, got {cls!r}")
+    if getattr(cls, "task", None) not in TASKS:
+        raise BenchboxError(f"method class {cls.__qualname__} declares task {getattr(cls, 'task', None)!r}; use one of {TASKS}.")
+    METHOD_CLASSES.register(cls.name, cls, origin=_import_path_of(cls))
+    return cls
+
+
+def _import_path_of(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+@dataclass(frozen=True)
+class MethodCard:
+    """What a method is and how it is run in each profile: the parsed form of a YAML card."""
+
+    name: str
+    import_path: str  # "package.module:ClassName"
+    task: str
+    profiles: dict[str, dict[str, Any]]
+    explainers: tuple[str, ...] = ()
+    needs_masks: bool = False
+    summary: str = ""
+    paper: dict[str, Any] = field(default_factory=dict)  # reference, and the protocol behind its claims
+    claims: dict[str, Any] = field(default_factory=dict)  # metric name -> number or {value, note}: claims, never results
+    notes: str = ""  # how the paper was read, and how each profile adapts it
+    source: str = ""  # where the card came from (a file or an entry point)
+
+    def settings(self, profile: str) -> dict[str, Any]:
+        """A copy of this profile's settings (always with `input_size`)."""
+        if profile not in self.profiles:
+            raise BenchboxError(f"method {self.name!r} has no profile {profile!r}; choose one of {sorted(self.profiles)} ({self.source}).")
+        return copy.deepcopy(self.profiles[profile])
+
+    def input_size(self, profile: str) -> int:
+        return int(self.settings(profile)["input_size"])
+
+    def context(
+        self,
+        profile: str,
+        *,
+        seed: int = 0,
+        device: str = "cpu",
+        pretrained: bool | None = None,
+        weights_dir: Path | None = None,
+        checkpoint_dir: Path | None = None,
+        progress: bool = True,
+    ) -> RunContext:
+        """The run context of one fit; `pretrained=None` takes the profile's default (paper: True)."""
+        settings = self.settings(profile)
+        return RunContext(
+            profile=profile,
+            seed=seed,
+            device=device,
+            checkpoint_dir=checkpoint_dir,
+            pretrained=bool(settings.get("pretrained", False)) if pretrained is None else pretrained,
+            weights_dir=None if weights_dir is None else Path(weights_dir),
+            settings=settings,
+            progress=progress,
+        )
+
+    def load_class(self) -> type[Method]:
+        """Import the method's class and check that it declares what its card says."""
+        module_name, _, qualname = self.import_path.partition(":")
+        try:
+            obj: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                obj = getattr(obj, part)
+        except (ImportError, AttributeError) as error:
+            raise BenchboxError(f"method {self.name!r}: cannot import {self.import_path} named by {self.source}: {error}") from error
+        if not (isinstance(obj, type) and issubclass(obj, Method)):
+            raise BenchboxError(f"method {self.name!r}: {self.import_path} ({self.source}) is not a benchbox Method subclass.")
+        declared = {
+            "name": (obj.name, self.name),
+            "task": (obj.task, self.task),
+            "explainers": (tuple(obj.explainers), self.explainers),
+            "needs_masks": (bool(obj.needs_masks), self.needs_masks),
+        }
+        wrong = [f"{key}: class {code!r} vs card {card!r}" for key, (code, card) in declared.items() if code != card]
+        if wrong:
+            raise BenchboxError(f"method {self.name!r}: the class {self.import_path} and its card ({self.source}) disagree on " + "; ".join(wrong) + ".")
+        return obj
+
+    def create(self) -> Method:
+        """A fresh, untrained instance of the method."""
+        return self.load_class()()
+
+
+def card_from_dict(data: Any, source: str) -> MethodCard:
+    """Validate a card's contents (from YAML or a class's `card` attribute); errors name the source."""
+    if not isinstance(data, dict):
+        raise BenchboxError(f"{source}: a method card must be a mapping of keys to values, got {type(data).__name__}.")
+    missing = [key for key in REQUIRED_KEYS if key not in data]
+    unknown = sorted(set(data) - set(REQUIRED_KEYS) - set(OPTIONAL_KEYS))
+    if missing or unknown:
+        parts = ([f"missing keys {missing}"] if missing else []) + ([f"unknown keys {unknown}"] if unknown else [])
+        raise BenchboxError(f"{source}: {'; '.join(parts)}. A card has {list(REQUIRED_KEYS)} and optionally {list(OPTIONAL_KEYS)}.")
+    if data["task"] not in TASKS:
+        raise BenchboxError(f"{source}: task {data['task']!r} is not one of {TASKS}.")
+    if ":" not in str(data["import_path"]):
+        raise BenchboxError(f"{source}: import_path {data['import_path']!r} must look like 'package.module:ClassName'.")
+    profiles = data["profiles"]
+    if not isinstance(profiles, dict) or sorted(profiles) != sorted(PROFILES):
+        got = sorted(profiles) if isinstance(profiles, dict) else profiles
+        raise BenchboxError(f"{source}: profiles must define exactly {list(PROFILES)}, got {got}.")
+    for profile, settings in profiles.items():
+        if not isinstance(settings, dict) or not isinstance(settings.get("input_size"), int) or settings["input_size"] <= 0:
+            raise BenchboxError(f"{source}: profile {profile!r} needs a positive integer input_size.")
+    return MethodCard(
+        name=str(data["name"]),
+        import_path=str(data["import_path"]),
+        task=data["task"],
+        profiles={name: dict(settings) for name, settings in profiles.items()},
+        explainers=tuple(data.get("explainers") or ()),
+        needs_masks=bool(data.get("needs_masks", False)),
+        summary=str(data.get("summary") or "").strip(),
+        paper=dict(data.get("paper") or {}),
+        claims=dict(data.get("claims") or {}),
+        notes=str(data.get("notes") or "").strip(),
+        source=source,
+    )
+
+
+def read_card(path: Path, source: str | None = None) -> MethodCard:
+    """Parse one YAML card file."""
+    path = Path(path)
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as error:
+        raise BenchboxError(f"cannot read method card {path}: {error}") from error
+    return card_from_dict(data, source or str(path))
+
+
+def card_from_class(cls: type[Method], source: str) -> MethodCard:
+    """The card of a method that ships as a class: its `card` attribute plus what the class declares."""
+    if not (isinstance(cls, type) and issubclass(cls, Method)):
+        raise BenchboxError(f"{source} does not name a benchbox Method subclass or a card file (.yaml), got {cls!r}.")
+    if not isinstance(cls.card, dict):
+        raise BenchboxError(f"{source}: class {cls.__qualname__} has no `card` attribute; give it one (a dict like a YAML card) or ship a YAML card.")
+    data = {
+        **cls.card,
+        "name": cls.name,
+        "import_path": _import_path_of(cls),
+        "task": cls.task,
+        "explainers": list(cls.explainers),
+        "needs_masks": cls.needs_masks,
+    }
+    return card_from_dict(data, source)
+
+
+def registry_dir() -> Path:
+    """The folder of built-in cards: $BENCHBOX_REGISTRY, else `registry/` beside the package."""
+    override = os.environ.get("BENCHBOX_REGISTRY")
+    path = Path(override) if override else Path(__file__).resolve().parents[1] / "registry"
+    if not path.is_dir():
+        raise BenchboxError(f"the method card folder {path} does not exist; set BENCHBOX_REGISTRY to the folder holding the *.yaml cards.")
+    return path
+
+
+def _package_file(package: str, resource: str, source: str) -> Path:
+    """A file inside an installed package, found without executing the package."""
+    try:
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError) as error:
+        raise BenchboxError(f"{source}: cannot find package {package!r}: {error}") from error
+    if spec is None or not spec.submodule_search_locations:
+        raise BenchboxError(f"{source}: {package!r} is not an installed package; name a card as 'package:card.yaml'.")
+    for folder in spec.submodule_search_locations:
+        candidate = Path(folder) / resource
+        if candidate.is_file():
+            return candidate
+    raise BenchboxError(f"{source}: package {package!r} holds no file {resource!r}.")
+
+
+def entry_point_cards() -> list[MethodCard]:
+    """Cards of the third-party methods installed under the `benchbox.methods` entry-point group."""
+    cards = []
+    for entry in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        source = f"entry point {entry.name} = {entry.value} (group {ENTRY_POINT_GROUP})"
+        if entry.value.endswith((".yaml", ".yml")):
+            package, _, resource = entry.value.partition(":")
+            card = read_card(_package_file(package, resource, source), source)
+        else:
+            try:
+                cls = entry.load()
+            except Exception as error:  # a broken plugin must be named, whatever it raised
+                raise BenchboxError(f"{source}: importing it failed: {type(error).__name__}: {error}") from error
+            card = card_from_class(cls, source)
+        if card.name != entry.name:
+            raise BenchboxError(f"{source}: the entry point's name must be the method's name {card.name!r}.")
+        cards.append(card)
+    return cards
+
+
+def method_cards(directory: Path | None = None, entry_points: bool = True) -> Registry[MethodCard]:
+    """Every method benchbox knows, by name (built-in cards, plugins, session registrations)."""
+    cards: Registry[MethodCard] = Registry("method")
+    folder = registry_dir() if directory is None else Path(directory)
+    for path in sorted(folder.glob("*.yaml")):
+        card = read_card(path)
+        cards.register(card.name, card, origin=str(path))
+    for card in entry_point_cards() if entry_points else []:
+        cards.register(card.name, card, origin=card.source)
+    session = {name: METHOD_CLASSES.get(name) for name in METHOD_CLASSES}
+    for name, cls in session.items():  # duplicates first, so they are named before any other complaint
+        if name in cards and cards.get(name).import_path != _import_path_of(cls):
+            raise BenchboxError(
+                f"method {name!r} is registered twice: class {_import_path_of(cls)} and {cards.origin(name)} "
+                f"(which imports {cards.get(name).import_path}); rename one."
+            )
+    for name, cls in session.items():
+        if name not in cards:
+            source = f"@register_method on {_import_path_of(cls)}"
+            cards.register(name, card_from_class(cls, source), origin=source)
+    return cards
+
+
+def get_card(name: str) -> MethodCard:
+    """One method's card; an unknown name raises with the closest known name."""
+    return method_cards().get(name)
+
+
+def create_method(name: str) -> Method:
+    """A fresh instance of the named method (imports its module)."""
+    return get_card(name).create()
