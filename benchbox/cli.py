@@ -13,6 +13,11 @@ from .errors import BenchboxError
 # Modules that add sub-commands. Each must keep heavy imports (torch) inside its handlers.
 COMMAND_MODULES = (
     "benchbox.data.commands",
+    "benchbox.splits.commands",
+    "benchbox.methods.commands",
+    "benchbox.runner.commands",
+    "benchbox.reports.commands",
+    "benchbox.gate_commands",
 )
 
 

@@ -1,0 +1,64 @@
+"""`benchbox run`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..errors import BenchboxError
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--seeds takes comma-separated integers like 0,1,2, not {text!r}") from None
+
+
+def register(subparsers) -> None:
+    run = subparsers.add_parser(
+        "run",
+        help="train, evaluate, explain and time methods on a fixed split; write a run folder and its report",
+        description="With no options: every method, quick profile, built-in synthderm data, its fixed split.",
+    )
+    which = run.add_mutually_exclusive_group()
+    which.add_argument("--all", action="store_true", help="every registered method (the default)")
+    which.add_argument("--methods", help="comma-separated method names (see `benchbox ls`)")
+    run.add_argument("--data", default="synthderm", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
+    run.add_argument("--split", help="split manifest CSV (default: the dataset's fixed split)")
+    run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
+    run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
+    run.add_argument("--out", help="run folder (default: reports/<dataset>-<profile>-<config hash>)")
+    run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    run.add_argument("--explain-n", type=int, default=None,
+                     help="test images with masks to explain (default: 8 in smoke, 64 otherwise)")
+    run.add_argument("--faithfulness", default="fast", help="none | fast (deletion/insertion) | road (adds ROAD)")
+    weights = run.add_mutually_exclusive_group()
+    weights.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,
+                         help="train from scratch even in the paper profile")
+    weights.add_argument("--pretrained", dest="pretrained", action="store_true",
+                         help="load ImageNet weights in any profile")
+    run.add_argument("--weights-dir", help="folder of local pretrained weights, looked at before any download")
+    run.add_argument("--only-present", action="store_true", help="use only the listed images that exist")
+    run.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail")
+    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.set_defaults(func=run_command)
+
+
+def run_command(args) -> int:
+    from ..registry import method_cards
+    from .config import RunConfig
+    from .run import execute
+
+    if args.methods:
+        methods = [name.strip() for name in args.methods.split(",") if name.strip()]
+        if not methods:
+            raise BenchboxError("--methods needs at least one name; see `benchbox ls`")
+    else:
+        methods = method_cards().names()
+    config = RunConfig(
+        methods=methods, data=args.data, split=args.split, profile=args.profile, seeds=args.seeds,
+        out=args.out, device=args.device, explain_n=args.explain_n, faithfulness=args.faithfulness,
+        pretrained=args.pretrained, weights_dir=args.weights_dir, only_present=args.only_present,
+        on_bad_image=args.on_bad_image,
+    )
+    return execute(config, progress=not args.quiet)

@@ -1,0 +1,59 @@
+"""The run configuration, and its validation before anything is trained."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+PROFILES = ("smoke", "quick", "paper")
+FAITHFULNESS = ("none", "fast", "road")
+
+# How much evaluation each profile does; training sizes live in the method cards. Smoke exists to
+# exercise every code path in CI within minutes, so it scores a seeded subset of whole lesion
+# groups of val and test; the other profiles score every image.
+EVALUATION = {
+    "smoke": {"explain_n": 8, "max_eval_images": 150, "deletion_steps": 8, "latency_repeats": 5, "throughput_repeats": 2},
+    "quick": {"explain_n": 64, "max_eval_images": None, "deletion_steps": 20, "latency_repeats": 30, "throughput_repeats": 5},
+    "paper": {"explain_n": 64, "max_eval_images": None, "deletion_steps": 20, "latency_repeats": 30, "throughput_repeats": 5},
+}
+
+
+@dataclass
+class RunConfig:
+    methods: list[str]
+    data: str = "synthderm"
+    split: str | None = None  # a split manifest; None = the dataset's canonical/fixed split
+    profile: str = "quick"
+    seeds: list[int] = field(default_factory=lambda: [0])
+    out: str | None = None  # the run folder; None = reports/<run id>
+    device: str = "auto"
+    explain_n: int | None = None  # None = the profile's default (EVALUATION)
+    faithfulness: str = "fast"
+    pretrained: bool | None = None  # None = the profile's default (paper: yes)
+    weights_dir: str | None = None
+    only_present: bool = False
+    on_bad_image: str = "fail"
+
+    def identity(self) -> dict:
+        """What makes two runs the same run (the output folder and device are not part of it)."""
+        fields = asdict(self)
+        for key in ("out", "device"):
+            fields.pop(key)
+        return fields
+
+    def run_id(self) -> str:
+        digest = hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()[:8]
+        data = self.data.split(":")[0]
+        return f"{data}-{self.profile}-{digest}"
+
+    def evaluation(self) -> dict:
+        """This profile's evaluation settings, with --explain-n applied."""
+        settings = dict(EVALUATION.get(self.profile, EVALUATION["quick"]))
+        if self.explain_n is not None:
+            settings["explain_n"] = self.explain_n
+        return settings
+
+    def run_dir(self) -> Path:
+        return Path(self.out) if self.out else Path("reports") / self.run_id()

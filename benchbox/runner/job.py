@@ -1,0 +1,354 @@
+"""One (method, seed) job: fit or reuse, predict, score, explain, time; each stage saved as it ends.
+
+A job folder holds `job.json` (what the job is), then `predictions.csv`, `efficiency.json`,
+`explanations.npz` + `xai.json`, `metrics.json` and finally `done.json`. Each is written
+atomically, and a stage whose file exists for the same job key is not redone, so a killed run
+resumes where it stopped. A failure writes `error.txt` with the traceback.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..data.dataset import Dataset
+from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_INDICES
+from ..paths import cache_dir
+from .store import atomic_write, read_json, write_csv, write_json, write_npz
+
+log = logging.getLogger("benchbox.run")
+
+
+@dataclass
+class JobSpec:
+    """Everything that decides a job's result, and so its cache key."""
+
+    method: str
+    seed: int
+    profile: str
+    settings: dict
+    input_size: int
+    dataset_hash: str
+    split_hash: str
+    code: str
+    pretrained: bool
+    options: dict = field(default_factory=dict)  # explain_n, faithfulness: scoring, not training
+
+    def fit_key(self) -> str:
+        """Identifies a trained model: reused across runs when all of this matches."""
+        parts = [self.method, self.seed, self.profile, self.settings, self.input_size, self.dataset_hash,
+                 self.split_hash, self.code, self.pretrained]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
+
+    def job_key(self) -> str:
+        extra = json.dumps(self.options, sort_keys=True)
+        return hashlib.sha256((self.fit_key() + extra).encode()).hexdigest()
+
+    @property
+    def name(self) -> str:
+        return f"{self.method}/seed{self.seed}"
+
+
+@dataclass
+class JobInputs:
+    """The data of one job: the dataset, the split rows and where to write."""
+
+    dataset: Dataset
+    split: pd.DataFrame  # image_id, group_id, split
+    job_dir: Path
+    device: str
+    progress: bool = True
+
+
+def _stage_done(path: Path, key: str, marker: Path) -> bool:
+    return path.exists() and marker.exists() and read_json(marker).get("job_key") == key
+
+
+def checkpoint_dir(spec: JobSpec) -> Path:
+    return cache_dir() / "checkpoints" / spec.method / spec.fit_key()[:20]
+
+
+def _image_set(inputs: JobInputs, split: str, size: int):
+    rows = inputs.split[inputs.split["split"] == split]
+    return inputs.dataset.image_set(rows["image_id"], size, groups=rows["group_id"], progress=inputs.progress)
+
+
+def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
+    """A trained method: from the checkpoint cache when this exact fit was done before, else trained."""
+    from ..training.runtime import seed_everything
+
+    method = card.create()
+    folder = checkpoint_dir(spec)
+    complete = folder / "complete.json"
+    if complete.exists():
+        method.load(folder)
+        return method, {"reused_checkpoint": str(folder), "fit_s": read_json(complete)["fit_s"]}
+    train = _image_set(inputs, "train", spec.input_size)
+    val = _image_set(inputs, "val", spec.input_size)
+    if card.needs_masks and train.masks is None:
+        raise RuntimeError(f"{spec.method} needs lesion masks and the dataset has none")
+    ctx = card.context(
+        spec.profile, seed=spec.seed, device=inputs.device, pretrained=spec.pretrained,
+        weights_dir=spec.options.get("weights_dir"), checkpoint_dir=inputs.job_dir / "work",
+        progress=inputs.progress,
+    )
+    ctx.logger = log
+    seed_everything(spec.seed)
+    start = time.perf_counter()
+    method.fit(train, val, ctx)
+    fit_s = time.perf_counter() - start
+    folder.mkdir(parents=True, exist_ok=True)
+    method.save(folder)
+    write_json(complete, {"fit_s": fit_s, "method": spec.method, "seed": spec.seed})
+    return method, {"reused_checkpoint": None, "fit_s": fit_s}
+
+
+def predictions_frame(method, inputs: JobInputs, size: int) -> pd.DataFrame:
+    """Probabilities on val and test, one row per image, in the predictions.csv layout."""
+    from ..metrics.validation import validate_predictions
+
+    manifest = inputs.dataset.manifest.set_index("image_id")
+    frames = []
+    for split in ("val", "test"):
+        images = _image_set(inputs, split, size)
+        proba = np.asarray(method.predict_proba(images.images), dtype=np.float64)
+        validate_predictions(method.name, proba, method.task, images.image_ids, images.image_ids)
+        proba = proba / proba.sum(axis=1, keepdims=True)  # float32 softmax rows sum to 1 only within ~1e-7
+        frame = pd.DataFrame({
+            "image_id": images.image_ids,
+            "lesion_id": manifest.loc[images.image_ids, "lesion_id"].to_numpy(),
+            "split": split,
+            "y_true": [CLASSES[i] for i in images.labels],
+        })
+        for j, name in enumerate(method.classes):
+            frame[f"p_{name}"] = proba[:, j]
+        frame["y_pred"] = [method.classes[i] for i in proba.argmax(axis=1)]
+        if method.task == "multiclass":
+            frame["p_malignant"] = proba[:, list(MALIGNANT_INDICES)].sum(axis=1)
+        frames.append(frame)
+    columns = ["image_id", "lesion_id", "split", "y_true", "y_pred"]
+    out = pd.concat(frames, ignore_index=True)
+    return out[columns + [c for c in out.columns if c.startswith("p_")]]
+
+
+def probabilities(frame: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarray]:
+    """(y_true, proba) of a predictions frame in the task's label space."""
+    if task == "multiclass":
+        y_true = frame["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+        return y_true, frame[[f"p_{c}" for c in CLASSES]].to_numpy()
+    y_true = frame["y_true"].isin([CLASSES[i] for i in MALIGNANT_INDICES]).astype(int).to_numpy()
+    return y_true, frame[["p_benign", "p_malignant"]].to_numpy()
+
+
+def youden_threshold(malignant: np.ndarray, score: np.ndarray) -> float:
+    """The validation threshold maximising sensitivity + specificity (used when a method sets none)."""
+    from sklearn.metrics import roc_curve
+
+    if malignant.min() == malignant.max():
+        return 0.5
+    fpr, tpr, thresholds = roc_curve(malignant, score)
+    best = int(np.argmax(tpr - fpr))
+    return float(min(thresholds[best], 1.0))
+
+
+def isic_submission(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ISIC 2018 Task 3 submission CSV (image,MEL,NV,BCC,AKIEC,BKL,DF,VASC) of the test rows."""
+    test = frame[frame["split"] == "test"]
+    out = pd.DataFrame({"image": test["image_id"].to_numpy()})
+    for column in ISIC_COLUMNS:
+        out[column] = test[f"p_{column.lower()}"].to_numpy()
+    return out
+
+
+def score(spec: JobSpec, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, method_threshold) -> tuple[dict, dict]:
+    """Classification metrics on test (operating point from val only) and the confusion matrix."""
+    from ..metrics.classification import confusion_matrix
+    from ..metrics.config import load_config
+    from ..metrics.suite import evaluate
+
+    config = load_config()
+    val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+    threshold = method_threshold
+    if threshold is None:
+        threshold = youden_threshold(_malignant(val), val["p_malignant"].to_numpy())
+    y_true, proba = probabilities(test, task)
+    rows = manifest.set_index("image_id").loc[test["image_id"]]
+    from ..metrics.subgroups import subgroup_attributes as make_attributes
+
+    attributes = make_attributes(rows, config.subgroup_attributes, config.age_band_edges, config.ita_light_dark_cut)
+    metrics = evaluate(task, y_true, proba, test["lesion_id"].to_numpy(), attributes, threshold, config,
+                       method=spec.method)
+    extra = {"threshold": threshold, "threshold_rule": "method" if method_threshold is not None else "youden_on_val"}
+    if task == "multiclass":
+        extra["confusion_matrix"] = confusion_matrix(y_true, proba.argmax(axis=1), len(CLASSES)).tolist()
+    return metrics, extra
+
+
+def _malignant(frame: pd.DataFrame) -> np.ndarray:
+    return frame["y_true"].isin([CLASSES[i] for i in MALIGNANT_INDICES]).astype(int).to_numpy()
+
+
+def explanation_subset(inputs: JobInputs, n: int, seed: int) -> pd.DataFrame:
+    """A fixed, seeded choice of up to n test images that have lesion masks."""
+    manifest = inputs.dataset.manifest
+    test_ids = inputs.split.loc[inputs.split["split"] == "test", "image_id"]
+    with_masks = manifest[manifest["image_id"].isin(test_ids) & (manifest["mask_path"] != "")]
+    if len(with_masks) > n:
+        with_masks = with_masks.sample(n=n, random_state=seed)
+    return with_masks.sort_values("image_id")
+
+
+def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, dict]:
+    """Maps of every explainer and the centred Gaussian on the subset, and their localisation and
+    faithfulness scores (per-image arrays; summarised with clustered CIs by the caller)."""
+    from ..explain.baseline import centred_gaussian_map
+    from ..explain.faithfulness import deletion_insertion_auc
+    from ..explain.localisation import localisation_scores
+    from ..explain.road import road_scores
+
+    subset = explanation_subset(inputs, spec.options["explain_n"], spec.seed)
+    if subset.empty:
+        return {}, {"reason": "no test image has a lesion mask"}
+    images = inputs.dataset.image_set(subset["image_id"], spec.input_size, progress=False)
+    targets = method.predict_proba(images.images).argmax(axis=1)  # explain the model's own decision
+    size = spec.input_size
+    maps = {name: method.explain(images.images, targets, name) for name in method.explainers}
+    maps["gaussian"] = np.broadcast_to(centred_gaussian_map(size, size), (len(images), size, size)).copy()
+    per_image, arrays = {}, {"images": images.images, "masks": images.masks, "image_ids": images.image_ids.astype(str),
+                             "targets": targets}
+    for name, explained in maps.items():
+        arrays[f"map_{name}"] = explained.astype(np.float32)
+        for key, values in localisation_scores(explained, images.masks, seed=spec.seed).items():
+            per_image[f"xai.{name}.{key}"] = values
+        if spec.options["faithfulness"] in ("fast", "road"):
+            curves = deletion_insertion_auc(method.predict_proba, images.images, explained, targets,
+                                            steps=spec.options["deletion_steps"], seed=spec.seed)
+            per_image[f"xai.{name}.deletion_auc"] = curves["deletion_auc"]
+            per_image[f"xai.{name}.insertion_auc"] = curves["insertion_auc"]
+        if spec.options["faithfulness"] == "road":
+            road = road_scores(method.predict_proba, images.images, explained, targets, seed=spec.seed)
+            for key in ("road_morf", "road_lerf"):
+                values = np.full(len(images), np.nan)
+                values[road["index"]] = road[key]
+                per_image[f"xai.{name}.{key}"] = values
+    lesions = inputs.dataset.manifest.set_index("image_id").loc[images.image_ids, "lesion_id"].to_numpy()
+    return {"per_image": per_image, "lesions": lesions}, arrays
+
+
+def efficiency_metrics(method, spec: JobSpec) -> dict[str, dict]:
+    """Parameters, FLOPs, latency and throughput as metric entries (no CI: they are measurements)."""
+    from ..efficiency import measure_efficiency
+
+    measured = measure_efficiency(method, spec.input_size, repeats=spec.options["latency_repeats"],
+                                  throughput_repeats=spec.options["throughput_repeats"])
+    names = {
+        "params_m": "params_m", "gflops": "gflops", "ms_p50": "latency.ms_p50", "ms_p95": "latency.ms_p95",
+        "images_per_s": "throughput.images_per_s", "peak_memory_mib": "peak_memory_mb",
+    }
+    from ..metrics.config import load_config
+
+    config = load_config()
+    entries = {
+        metric: {"value": measured[key], "ci_low": None, "ci_high": None, "n": None,
+                 "higher_is_better": config.higher_is_better(metric), "ci_method": None, "reason": None}
+        for key, metric in names.items()
+    }
+    return {"metrics": entries, "details": measured}
+
+
+def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
+    """Run or resume one job; returns {"status", "error", "timings"} and never raises for a method's fault."""
+    job_dir = inputs.job_dir
+    key = spec.job_key()
+    done = job_dir / "done.json"
+    if done.exists() and read_json(done).get("job_key") == key:
+        return {"status": "done", "error": None, "skipped": True, **read_json(done)}
+    job_dir.mkdir(parents=True, exist_ok=True)
+    marker = job_dir / "job.json"
+    if not marker.exists() or read_json(marker).get("job_key") != key:
+        for stale in ("predictions.csv", "efficiency.json", "xai.json", "explanations.npz", "metrics.json",
+                      "error.txt", "isic_submission.csv"):
+            (job_dir / stale).unlink(missing_ok=True)
+        write_json(marker, {"job_key": key, "fit_key": spec.fit_key(), "method": spec.method, "seed": spec.seed,
+                            "profile": spec.profile, "settings": spec.settings, "input_size": spec.input_size})
+    timings: dict[str, float] = {}
+    stage = "fit"
+    try:
+        start = time.perf_counter()
+        method, fit_info = fit_or_load(spec, card, inputs)
+        timings["fit_s"] = fit_info["fit_s"] if fit_info["reused_checkpoint"] is None else 0.0
+        timings["load_s"] = time.perf_counter() - start if fit_info["reused_checkpoint"] else 0.0
+
+        stage = "predict"
+        start = time.perf_counter()
+        predictions_path = job_dir / "predictions.csv"
+        if predictions_path.exists():
+            frame = pd.read_csv(predictions_path, dtype={"image_id": str, "lesion_id": str})
+        else:
+            frame = predictions_frame(method, inputs, spec.input_size)
+            write_csv(predictions_path, frame)
+            if card.task == "multiclass":
+                write_csv(job_dir / "isic_submission.csv", isic_submission(frame))
+        timings["predict_s"] = time.perf_counter() - start
+
+        stage = "efficiency"
+        start = time.perf_counter()
+        efficiency_path = job_dir / "efficiency.json"
+        if not efficiency_path.exists():
+            write_json(efficiency_path, efficiency_metrics(method, spec))
+        timings["efficiency_s"] = time.perf_counter() - start
+
+        stage = "explain"
+        start = time.perf_counter()
+        xai_path = job_dir / "xai.json"
+        if not xai_path.exists():
+            xai_metrics = {}
+            scores, arrays = explain_and_score(spec, method, inputs)
+            if scores:
+                from ..metrics.suite import evaluate_means
+
+                write_npz(job_dir / "explanations.npz", **arrays)
+                xai_metrics = evaluate_means(scores["per_image"], scores["lesions"])
+            write_json(xai_path, {"metrics": xai_metrics, "skipped": None if scores else arrays.get("reason")})
+        timings["explain_s"] = time.perf_counter() - start
+
+        stage = "metrics"
+        start = time.perf_counter()
+        manifest = inputs.dataset.manifest
+        metrics, extra = score(spec, card.task, frame, manifest, method.operating_threshold())
+        metrics.update(read_json(efficiency_path)["metrics"])
+        metrics.update(read_json(xai_path)["metrics"])
+        if method.segments:
+            metrics.update(segmentation_metrics(method, inputs, spec))
+        classes = list(CLASSES) if card.task == "multiclass" else ["benign", "malignant"]
+        write_json(job_dir / "metrics.json", {"method": spec.method, "task": card.task, "seed": spec.seed,
+                                              "classes": classes, "metrics": metrics, **extra})
+        timings["metrics_s"] = time.perf_counter() - start
+    except Exception as error:  # one failing method never takes the others down
+        text = f"{spec.name} failed during {stage}: {type(error).__name__}: {error}\n\n{traceback.format_exc()}"
+        atomic_write(job_dir / "error.txt", lambda tmp: Path(tmp).write_text(text))
+        log.error("%s failed during %s: %s: %s", spec.name, stage, type(error).__name__, error)
+        return {"status": "failed", "error": f"{stage}: {type(error).__name__}: {error}", "timings": timings}
+    (job_dir / "error.txt").unlink(missing_ok=True)
+    write_json(done, {"job_key": key, "timings": timings, "reused_checkpoint": fit_info["reused_checkpoint"]})
+    return {"status": "done", "error": None, "skipped": False, "timings": timings}
+
+
+def segmentation_metrics(method, inputs: JobInputs, spec: JobSpec) -> dict:
+    """Dice and IoU of the method's predicted masks on the test images that have true masks."""
+    from ..metrics.suite import evaluate_segmentation
+
+    subset = explanation_subset(inputs, len(inputs.split), spec.seed)
+    if subset.empty:
+        return {}
+    images = inputs.dataset.image_set(subset["image_id"], spec.input_size, progress=False)
+    predicted = method.predicted_masks(images.images)
+    return evaluate_segmentation(predicted, images.masks, subset["lesion_id"].to_numpy())

@@ -1,0 +1,238 @@
+"""Run every (method, seed) job of a configuration into one run folder, then compare and report."""
+
+from __future__ import annotations
+
+import logging
+import time
+import traceback
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import BenchboxError
+from ..paths import cache_dir
+from .config import FAITHFULNESS, PROFILES, RunConfig
+from .job import JobInputs, JobSpec, probabilities, run_job
+from .provenance import code_version, hardware, library_versions, source_hash
+from .store import RunLock, read_json, write_json
+
+log = logging.getLogger("benchbox.run")
+
+
+def _default_split(dataset) -> Path:
+    """The dataset's fixed split: the shipped canonical one, else a lesion-grouped seed-0 split made
+    once per dataset hash and kept in the cache."""
+    from ..splits.build import make_split
+    from ..splits.manifest import canonical_split_path, write_split
+
+    canonical = canonical_split_path(dataset.name)
+    if canonical is not None:
+        return canonical
+    scheme = "official" if "official_split" in dataset.manifest and dataset.manifest["official_split"].nunique() == 3 else "lesion"
+    path = cache_dir() / "splits" / f"{dataset.name}-{dataset.hash[:16]}-{scheme}-seed0.csv"
+    if not path.exists():
+        table, info = make_split(dataset.manifest, scheme=scheme, seed=0, folds=3)
+        info["command"] = f"made by benchbox run for dataset hash {dataset.hash}"
+        write_split(table, path, info, dataset.name, dataset.hash)
+    return path
+
+
+def cap_evaluation_images(table: pd.DataFrame, cap: int | None, seed: int = 0) -> pd.DataFrame:
+    """At most about `cap` images each of val and test, taken as whole groups in a seeded order
+    (the smoke profile); train is untouched and None keeps everything."""
+    if cap is None:
+        return table
+    keep = table["split"] == "train"
+    rng = np.random.default_rng(seed)
+    for split in ("val", "test"):
+        rows = table[table["split"] == split]
+        sizes = rows.groupby("group_id").size()
+        order = sizes.index.to_numpy()[rng.permutation(len(sizes))]
+        chosen = order[: int(np.searchsorted(sizes.loc[order].cumsum().to_numpy(), cap)) + 1]
+        keep |= (table["split"] == split) & table["group_id"].isin(chosen)
+    return table[keep].reset_index(drop=True)
+
+
+def validate(config: RunConfig, progress: bool = True) -> dict:
+    """Check everything before any training: methods, profile, data, masks, split, device, weights."""
+    from ..registry import method_cards
+
+    if config.profile not in PROFILES:
+        raise BenchboxError(f"--profile must be one of {PROFILES}, not {config.profile!r}")
+    if config.faithfulness not in FAITHFULNESS:
+        raise BenchboxError(f"--faithfulness must be one of {FAITHFULNESS}, not {config.faithfulness!r}")
+    if not config.seeds:
+        raise BenchboxError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    if config.explain_n is not None and config.explain_n < 0:
+        raise BenchboxError("--explain-n must be 0 or more")
+    cards = method_cards()
+    selected = {name: cards.get(name) for name in config.methods}
+    for card in selected.values():
+        card.settings(config.profile)
+    from ..data.load import load_dataset
+
+    dataset = load_dataset(config.data, only_present=config.only_present, on_bad_image=config.on_bad_image,
+                           progress=progress)
+    if not dataset.has_masks:
+        needing = [name for name, card in selected.items() if card.needs_masks]
+        if needing:
+            raise BenchboxError(
+                f"method(s) {needing} need lesion masks and dataset {config.data!r} has none; "
+                "drop them with --methods, or use a dataset with masks."
+            )
+    from ..splits.manifest import load_split
+
+    split_path = Path(config.split) if config.split else _default_split(dataset)
+    loaded = load_split(split_path, dataset.manifest, dataset.hash, dataset_restricted=config.only_present)
+    from ..training.runtime import resolve_device
+
+    device = resolve_device(config.device)
+    pretrained = _check_pretrained(config, selected)
+    return {"cards": selected, "dataset": dataset, "split": loaded, "split_path": split_path,
+            "device": device, "pretrained": pretrained}
+
+
+def _check_pretrained(config: RunConfig, cards: dict) -> dict[str, bool]:
+    """Whether each method loads ImageNet weights; a method that cannot find them refuses now."""
+    decided = {}
+    for name, card in cards.items():
+        ctx = card.context(config.profile, pretrained=config.pretrained, weights_dir=config.weights_dir)
+        decided[name] = ctx.pretrained
+        method = card.create()
+        if ctx.pretrained and hasattr(method, "validate"):
+            method.validate(ctx)
+    return decided
+
+
+def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -> list[dict]:
+    """Holm-corrected paired comparisons of every pair of finished methods on each board's primary metric."""
+    from ..metrics.config import load_config
+    from ..metrics.paired import MethodOutput, compare_all
+
+    config = load_config()
+    results = []
+    for seed in sorted({job.seed for job in jobs}):
+        outputs, frames = {}, {}
+        for job in jobs:
+            folder = run_dir / job.method / f"seed{seed}"
+            if job.seed != seed or not (folder / "done.json").exists():
+                continue
+            frame = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str, "lesion_id": str})
+            frames[job.method] = frame[frame["split"] == "test"].sort_values("image_id").reset_index(drop=True)
+            threshold = read_json(folder / "metrics.json").get("threshold")
+            _, proba = probabilities(frames[job.method], tasks[job.method])
+            outputs[job.method] = MethodOutput(tasks[job.method], proba, threshold)
+        if len(outputs) < 2:
+            continue
+        reference = next(iter(frames.values()))
+        from ..labels import CLASSES
+
+        y_true = reference["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+        clusters = reference["lesion_id"].to_numpy()
+        for board in config.boards.values():
+            members = {name: out for name, out in outputs.items() if out.task in board.tasks}
+            if len(members) < 2:
+                continue
+            for row in compare_all(board.primary, y_true, members, clusters, config):
+                results.append({"board": board.name, "seed": seed, "metric": board.primary, **row})
+    return results
+
+
+def execute(config: RunConfig, progress: bool = True) -> int:
+    """Run a configuration; returns the exit code (1 when any job failed)."""
+    started = time.perf_counter()
+    checked = validate(config, progress)
+    dataset, loaded = checked["dataset"], checked["split"]
+    evaluation = config.evaluation()
+    split_table = cap_evaluation_images(loaded.table, evaluation["max_eval_images"])
+    run_dir = config.run_dir()
+    code = code_version()
+    with RunLock(run_dir):
+        run_json = run_dir / "run.json"
+        previous = read_json(run_json) if run_json.exists() else {}
+        record = {
+            "run_id": config.run_id(),
+            "created": previous.get("created", datetime.now(timezone.utc).isoformat(timespec="seconds")),
+            "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "config": asdict(config),
+            "code_version": code,
+            "benchbox_version": code["benchbox"],
+            "libraries": library_versions(),
+            "hardware": hardware(checked["device"]),
+            "dataset": {"name": dataset.name, "spec": config.data, "hash": dataset.hash,
+                        "n_images": len(dataset.manifest), "notes": dataset.notes},
+            "split": {"path": str(checked["split_path"]), "hash": loaded.sha256, "n_dropped": loaded.n_dropped,
+                      "counts": loaded.table["split"].value_counts().to_dict(),
+                      "evaluated": split_table["split"].value_counts().to_dict()},
+            "evaluation": evaluation,
+            "jobs": previous.get("jobs", {}),
+            "timings": {},
+        }
+        write_json(run_json, record)
+        specs = []
+        for name, card in checked["cards"].items():
+            for seed in config.seeds:
+                specs.append(JobSpec(
+                    method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
+                    input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
+                    split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
+                    options={**evaluation, "faithfulness": config.faithfulness, "weights_dir": config.weights_dir},
+                ))
+        for index, spec in enumerate(specs, 1):
+            print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
+            inputs = JobInputs(dataset, split_table, run_dir / spec.method / f"seed{spec.seed}",
+                               checked["device"], progress)
+            result = run_job(spec, checked["cards"][spec.method], inputs)
+            record["jobs"][spec.name] = {"status": result["status"], "error": result["error"],
+                                         "timings": result.get("timings", {})}
+            write_json(run_json, record)
+            print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
+        tasks = {name: card.task for name, card in checked["cards"].items()}
+        start = time.perf_counter()
+        try:
+            write_json(run_dir / "comparisons.json", compare_methods(run_dir, specs, tasks))
+        except Exception as error:  # comparisons are a summary: record, do not lose the run
+            log.error("pairwise comparisons failed: %s", error)
+            record["comparisons_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+        record["timings"]["comparisons_s"] = time.perf_counter() - start
+        start = time.perf_counter()
+        report_path = _report(run_dir, record)
+        record["timings"]["report_s"] = time.perf_counter() - start
+        record["timings"]["total_s"] = time.perf_counter() - started
+        write_json(run_json, record)
+    failed = {name: job for name, job in record["jobs"].items() if job["status"] != "done"}
+    print(f"run folder: {run_dir}")
+    if report_path:
+        print(f"report: {report_path}")
+    if failed:
+        print(f"{len(failed)} of {len(record['jobs'])} job(s) failed:")
+        for name, job in failed.items():
+            print(f"  {name}: {job['error']} (traceback in {run_dir / name / 'error.txt'})")
+        return 1
+    print(f"all {len(record['jobs'])} job(s) done in {record['timings']['total_s']:.0f} s")
+    return 0
+
+
+def _status_line(result: dict) -> str:
+    if result["status"] != "done":
+        return f"FAILED ({result['error']})"
+    if result.get("skipped"):
+        return "done earlier, skipped"
+    timings = result.get("timings", {})
+    parts = [f"{key.removesuffix('_s')} {value:.1f}s" for key, value in timings.items() if value]
+    return "done (" + ", ".join(parts) + ")"
+
+
+def _report(run_dir: Path, record: dict) -> Path | None:
+    """Render the markdown report; a rendering failure is recorded and does not lose the run."""
+    try:
+        from ..reports.render import render_report
+
+        return render_report(run_dir)
+    except Exception as error:
+        log.error("report rendering failed: %s", error)
+        record["report_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+        return None

@@ -1,0 +1,76 @@
+"""Two tiny methods (one that learns, one that breaks) that let the runner tests run in seconds."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from benchbox.labels import CLASSES
+from benchbox.methods.base import Method
+from benchbox.registry import METHOD_CLASSES, register_method
+
+TINY_PROFILES = {p: {"input_size": 32, "epochs": 30} for p in ("smoke", "quick", "paper")}
+
+
+class TinyLinear(Method):
+    """Softmax regression on 8x8 colour thumbnails: trains in a second, explains by input gradients."""
+
+    name = "tiny_linear"
+    task = "multiclass"
+    explainers = ("saliency",)
+    card = {"profiles": TINY_PROFILES, "claims": {"accuracy": 0.5}, "paper": {"reference": "test"}}
+    fits = 0  # how many times fit ran in this session (resume tests count it)
+
+    def __init__(self):
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, len(CLASSES)))
+
+    def _inputs(self, images):
+        return torch.tensor(np.asarray(images), dtype=torch.float32).permute(0, 3, 1, 2) / 255.0
+
+    def fit(self, train, val, ctx):
+        type(self).fits += 1
+        torch.manual_seed(ctx.seed)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=0.05)
+        x, y = self._inputs(train.images), torch.as_tensor(train.labels)
+        for _ in range(ctx.settings["epochs"]):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(self.net(x), y).backward()
+            optimiser.step()
+
+    def predict_proba(self, images):
+        with torch.no_grad():
+            return torch.softmax(self.net(self._inputs(images)), dim=1).double().numpy()
+
+    def explain(self, images, targets, explainer):
+        x = self._inputs(images).requires_grad_(True)
+        self.net(x)[torch.arange(len(x)), torch.as_tensor(targets)].sum().backward()
+        maps = x.grad.abs().amax(dim=1).numpy()
+        top = maps.reshape(len(maps), -1).max(axis=1)[:, None, None]
+        return np.where(top > 0, maps / np.where(top > 0, top, 1), 0).astype(np.float32)
+
+    def save(self, directory: Path):
+        directory.mkdir(parents=True, exist_ok=True)
+        torch.save(self.net.state_dict(), directory / "net.pt")
+
+    def load(self, directory: Path):
+        self.net.load_state_dict(torch.load(directory / "net.pt", weights_only=True))
+
+    def networks(self):
+        return [self.net]
+
+
+class Broken(TinyLinear):
+    name = "broken"
+
+    def fit(self, train, val, ctx):
+        raise RuntimeError("planted failure in fit")
+
+
+for cls in (TinyLinear, Broken):
+    if cls.name not in METHOD_CLASSES:
+        register_method(cls)
+
+
