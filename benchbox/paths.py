@@ -1,6 +1,7 @@
-"""Where benchbox keeps generated data and decoded-image caches."""
+"""Where benchbox keeps generated data and caches, and how it writes files that must never be half-written."""
 
 import os
+import tempfile
 from pathlib import Path
 
 
@@ -13,3 +14,17 @@ def cache_dir() -> Path:
         path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "benchbox"
     path.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call write(temp_path), then rename over `path` (same folder, so the rename is atomic)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

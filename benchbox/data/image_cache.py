@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,20 +18,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm.auto import tqdm
 
 from ..errors import BenchboxError
-from ..paths import cache_dir
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write through a temporary file in the same folder, then rename (never a half file)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from ..paths import atomic_write, cache_dir
 
 
 def _save_npz(path: str, arrays: dict) -> None:
@@ -55,7 +41,7 @@ def file_hashes(paths: list[str], progress: bool = True) -> list[str]:
             changed = True
         hashes.append(digest)
     if changed:
-        _atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
+        atomic_write(index_path, lambda tmp: Path(tmp).write_text(json.dumps(index)))
     return hashes
 
 
@@ -114,5 +100,5 @@ def cached_arrays(
         if has_masks and mask_paths[i]:
             masks[i] = decode_resized(mask_paths[i], size, is_mask=True)
     arrays = {"images": images} if masks is None else {"images": images, "masks": masks}
-    _atomic_write(path, lambda tmp: _save_npz(tmp, arrays))
+    atomic_write(path, lambda tmp: _save_npz(tmp, arrays))
     return images, masks

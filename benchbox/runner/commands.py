@@ -30,7 +30,7 @@ def register(subparsers) -> None:
     run.add_argument("--out", help="run folder (default: reports/<dataset>-<profile>-<config hash>)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     run.add_argument("--explain-n", type=int, default=None,
-                     help="test images with masks to explain (default: 8 in smoke, 64 otherwise)")
+                     help="test images with masks to explain (default: 8 in smoke, 32 in quick, 64 in paper)")
     run.add_argument("--faithfulness", default="fast", help="none | fast (deletion/insertion) | road (adds ROAD)")
     weights = run.add_mutually_exclusive_group()
     weights.add_argument("--no-pretrained", dest="pretrained", action="store_false", default=None,

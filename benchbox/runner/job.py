@@ -21,8 +21,8 @@ import pandas as pd
 
 from ..data.dataset import Dataset
 from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_INDICES
-from ..paths import cache_dir
-from .store import atomic_write, read_json, write_csv, write_json, write_npz
+from ..paths import atomic_write, cache_dir
+from .store import read_json, write_csv, write_json, write_npz
 
 log = logging.getLogger("benchbox.run")
 

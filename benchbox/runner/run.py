@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import time
 import traceback
+from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
@@ -150,7 +151,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     split_table = cap_evaluation_images(loaded.table, evaluation["max_eval_images"])
     run_dir = config.run_dir()
     code = code_version()
-    with RunLock(run_dir):
+    with RunLock(run_dir), run_log(run_dir / "run.log"):
         run_json = run_dir / "run.json"
         previous = read_json(run_json) if run_json.exists() else {}
         record = {
@@ -214,6 +215,23 @@ def execute(config: RunConfig, progress: bool = True) -> int:
         return 1
     print(f"all {len(record['jobs'])} job(s) done in {record['timings']['total_s']:.0f} s")
     return 0
+
+
+@contextmanager
+def run_log(path: Path):
+    """Append benchbox's INFO log (epochs, validation scores, failures) to the run folder's run.log."""
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger("benchbox")
+    previous_level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(previous_level or logging.INFO, logging.INFO))
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(previous_level)
+        handler.close()
 
 
 def _status_line(result: dict) -> str:

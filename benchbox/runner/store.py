@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -13,20 +11,7 @@ import pandas as pd
 from filelock import FileLock, Timeout
 
 from ..errors import BenchboxError
-
-
-def atomic_write(path: Path, write) -> None:
-    """Call write(temp_path), then rename over `path` (same folder, so the rename is atomic)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+from ..paths import atomic_write
 
 
 def _plain(value):

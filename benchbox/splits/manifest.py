@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from io import BytesIO
 from pathlib import Path
 from typing import NamedTuple
@@ -20,6 +19,7 @@ import pandas as pd
 
 from .. import __version__
 from ..errors import BenchboxError
+from ..paths import atomic_write
 from . import SPLITS
 from .grouping import lesion_ids_or_image_ids
 
@@ -70,12 +70,6 @@ def split_csv_bytes(table: pd.DataFrame) -> bytes:
     return frame.to_csv(index=False, lineterminator="\n").encode()
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    partial = path.with_name(path.name + ".partial")
-    partial.write_bytes(data)
-    os.replace(partial, path)
-
-
 def write_split(
     table: pd.DataFrame, path: Path, info: dict, dataset_name: str, dataset_hash: str | None = None
 ) -> str:
@@ -96,9 +90,9 @@ def write_split(
         "benchbox_version": __version__,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(path, data)
-    _write_atomic(sha_path, f"{digest}  {path.name}\n".encode())
-    _write_atomic(json_path, (json.dumps(record, indent=2) + "\n").encode())
+    atomic_write(path, lambda tmp: Path(tmp).write_bytes(data))
+    atomic_write(sha_path, lambda tmp: Path(tmp).write_text(f"{digest}  {path.name}\n"))
+    atomic_write(json_path, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2) + "\n"))
     return digest
 
 

@@ -3,29 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from ..errors import BenchboxError
+from ..paths import atomic_write
 
 INFO_FILE = "checkpoint.json"
 FORMAT = 1
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def save_checkpoint(directory: Path, state_dicts: dict[str, dict[str, torch.Tensor]], info: dict[str, Any]) -> None:
@@ -34,9 +22,9 @@ def save_checkpoint(directory: Path, state_dicts: dict[str, dict[str, torch.Tens
     directory.mkdir(parents=True, exist_ok=True)
     for name, state in state_dicts.items():
         cpu_state = {key: value.detach().cpu() for key, value in state.items()}
-        _atomic(directory / f"{name}.pt", lambda tmp, s=cpu_state: torch.save(s, tmp))
+        atomic_write(directory / f"{name}.pt", lambda tmp, s=cpu_state: torch.save(s, tmp))
     text = json.dumps({"format": FORMAT, "networks": sorted(state_dicts), **info}, indent=2, sort_keys=True)
-    _atomic(directory / INFO_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
+    atomic_write(directory / INFO_FILE, lambda tmp: Path(tmp).write_text(text + "\n"))
 
 
 def load_state_dict_file(path: Path) -> dict[str, torch.Tensor]:

@@ -89,6 +89,8 @@ def test_a_failing_method_is_reported_and_the_others_finish(tiny_synthderm, tmp_
     assert run["jobs"]["tiny_linear/seed0"]["status"] == "done"
     assert "report_error" not in run
     assert "1 of 2 job(s) failed" in capsys.readouterr().out
+    log = (config.run_dir() / "run.log").read_text()  # the run's log keeps the failure too
+    assert "ERROR benchbox.run: broken/seed0 failed during fit: RuntimeError: planted failure in fit" in log
 
 
 def test_a_killed_run_resumes_without_redoing_finished_stages(tiny_synthderm, tmp_path, monkeypatch):
