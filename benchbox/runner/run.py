@@ -200,7 +200,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
             record["comparisons_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
         record["timings"]["comparisons_s"] = time.perf_counter() - start
         start = time.perf_counter()
-        report_path = _report(run_dir, record)
+        report_path = _report(run_dir, record, progress)
         record["timings"]["report_s"] = time.perf_counter() - start
         record["timings"]["total_s"] = time.perf_counter() - started
         write_json(run_json, record)
@@ -244,12 +244,12 @@ def _status_line(result: dict) -> str:
     return "done (" + ", ".join(parts) + ")"
 
 
-def _report(run_dir: Path, record: dict) -> Path | None:
+def _report(run_dir: Path, record: dict, progress: bool) -> Path | None:
     """Render the markdown report; a rendering failure is recorded and does not lose the run."""
     try:
         from ..reports.render import render_report
 
-        return render_report(run_dir)
+        return render_report(run_dir, show_progress=progress)
     except Exception as error:
         log.error("report rendering failed: %s", error)
         record["report_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
