@@ -77,7 +77,7 @@ def localisation_scores(maps: np.ndarray, masks: np.ndarray, threshold: float = 
     ranks = pixel_ranks(flat_maps, np.random.default_rng(seed))
     return {
         "iou": _iou(flat_maps >= threshold, flat_masks),
-        "iou_mask_area": _top_mask_area_iou(ranks, flat_masks),
+        "iou_at_mask_area": _top_mask_area_iou(ranks, flat_masks),
         "pointing_game": _pointing(ranks, flat_masks),
         "energy_pointing_game": energy_pointing_game(maps, masks),
     }

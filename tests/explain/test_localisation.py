@@ -100,7 +100,7 @@ def test_localisation_scores_equal_the_single_metrics():
     masks = blob_masks(6, 12, seed=5)
     scores = localisation_scores(maps, masks, seed=9)
     np.testing.assert_array_equal(scores["iou"], iou_at_threshold(maps, masks))
-    np.testing.assert_array_equal(scores["iou_mask_area"], iou_at_mask_area(maps, masks, seed=9))
+    np.testing.assert_array_equal(scores["iou_at_mask_area"], iou_at_mask_area(maps, masks, seed=9))
     np.testing.assert_array_equal(scores["pointing_game"], pointing_game(maps, masks, seed=9))
     np.testing.assert_array_equal(scores["energy_pointing_game"], energy_pointing_game(maps, masks))
 

@@ -56,7 +56,7 @@ def test_every_computed_metric_has_a_direction():
         ("subgroup.ita_light_dark.binary.auc.gap", False),
         ("subgroup.ita_light_dark.binary.auc.gap.dark", None),
         ("latency.ms_p50", False),
-        ("xai.gradcam.iou_mask_area", True),
+        ("xai.gradcam.iou_at_mask_area", True),
         ("xai.gradcam.deletion_auc", False),
         ("xai.attention.energy_pointing_game", True),
     ],
