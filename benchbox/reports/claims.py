@@ -57,7 +57,7 @@ def run_protocol(run: Run, card: dict[str, Any]) -> str:
     dataset, split = run.info.get("dataset", {}), run.info.get("split", {})
     profile = run.info.get("config", {}).get("profile", "—")
     text = (f"dataset: {dataset.get('name', '—')} ({dataset.get('n_images', '?')} images), "
-            f"split: lesion-grouped, sha256 {str(split.get('hash', '—'))[:12]}, "
+            f"split: {Path(str(split.get('path', '—'))).name}, sha256 {str(split.get('hash', '—'))[:12]}, "
             f"profile: {profile}, test split only")
     settings = (card.get("profiles") or {}).get(profile)
     if isinstance(settings, dict) and settings.get("input_size") is not None:

@@ -40,12 +40,13 @@ class JobSpec:
     split_hash: str
     code: str
     pretrained: bool
-    options: dict = field(default_factory=dict)  # explain_n, faithfulness: scoring, not training
+    options: dict = field(default_factory=dict)  # explain_n, faithfulness, suites hash: scoring, not training
 
     def fit_key(self) -> str:
         """Identifies a trained model: reused across runs when all of this matches."""
+        weights = self.options.get("weights_dir") if self.pretrained else None  # other weights, other model
         parts = [self.method, self.seed, self.profile, self.settings, self.input_size, self.dataset_hash,
-                 self.split_hash, self.code, self.pretrained]
+                 self.split_hash, self.code, self.pretrained, weights]
         return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()
 
     def job_key(self) -> str:
@@ -264,6 +265,15 @@ def efficiency_metrics(method, spec: JobSpec) -> dict[str, dict]:
     return {"metrics": entries, "details": measured}
 
 
+STAGE_FILES = ("predictions.csv", "isic_submission.csv", "efficiency.json", "xai.json", "explanations.npz",
+               "metrics.json", "error.txt", "done.json")
+
+
+def _remove_stage_files(job_dir: Path) -> None:
+    for name in STAGE_FILES:
+        (job_dir / name).unlink(missing_ok=True)
+
+
 def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
     """Run or resume one job; returns {"status", "error", "timings"} and never raises for a method's fault."""
     job_dir = inputs.job_dir
@@ -274,9 +284,7 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
     job_dir.mkdir(parents=True, exist_ok=True)
     marker = job_dir / "job.json"
     if not marker.exists() or read_json(marker).get("job_key") != key:
-        for stale in ("predictions.csv", "efficiency.json", "xai.json", "explanations.npz", "metrics.json",
-                      "error.txt", "isic_submission.csv"):
-            (job_dir / stale).unlink(missing_ok=True)
+        _remove_stage_files(job_dir)
         write_json(marker, {"job_key": key, "fit_key": spec.fit_key(), "method": spec.method, "seed": spec.seed,
                             "profile": spec.profile, "settings": spec.settings, "input_size": spec.input_size})
     timings: dict[str, float] = {}
@@ -284,6 +292,8 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
     try:
         start = time.perf_counter()
         method, fit_info = fit_or_load(spec, card, inputs)
+        if fit_info["reused_checkpoint"] is None:  # a new model: nothing an older one wrote may be reused
+            _remove_stage_files(job_dir)
         timings["fit_s"] = fit_info["fit_s"] if fit_info["reused_checkpoint"] is None else 0.0
         timings["load_s"] = time.perf_counter() - start if fit_info["reused_checkpoint"] else 0.0
 
@@ -338,6 +348,7 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
         log.error("%s failed during %s: %s: %s", spec.name, stage, type(error).__name__, error)
         return {"status": "failed", "error": f"{stage}: {type(error).__name__}: {error}", "timings": timings}
     (job_dir / "error.txt").unlink(missing_ok=True)
+    (job_dir / "error.txt").unlink(missing_ok=True)  # an earlier attempt's failure no longer holds
     write_json(done, {"job_key": key, "timings": timings, "reused_checkpoint": fit_info["reused_checkpoint"]})
     return {"status": "done", "error": None, "skipped": False, "timings": timings}
 

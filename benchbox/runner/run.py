@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 import traceback
@@ -14,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BenchboxError
+from ..labels import CLASSES, MALIGNANT_INDICES
+from ..metrics.config import DEFAULT_SUITES
 from ..paths import cache_dir
 from .config import FAITHFULNESS, PROFILES, RunConfig
 from .job import JobInputs, JobSpec, probabilities, run_job
@@ -119,7 +122,8 @@ def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -
         outputs, frames = {}, {}
         for job in jobs:
             folder = run_dir / job.method / f"seed{seed}"
-            if job.seed != seed or not (folder / "done.json").exists():
+            done = folder / "done.json"
+            if job.seed != seed or not done.exists() or read_json(done).get("job_key") != job.job_key():
                 continue
             frame = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str, "lesion_id": str})
             frames[job.method] = frame[frame["split"] == "test"].sort_values("image_id").reset_index(drop=True)
@@ -129,15 +133,15 @@ def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -
         if len(outputs) < 2:
             continue
         reference = next(iter(frames.values()))
-        from ..labels import CLASSES
-
         y_true = reference["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
         clusters = reference["lesion_id"].to_numpy()
         for board in config.boards.values():
             members = {name: out for name, out in outputs.items() if out.task in board.tasks}
             if len(members) < 2:
                 continue
-            for row in compare_all(board.primary, y_true, members, clusters, config):
+            # binary methods alone take 0/1 labels; beside a 7-class method compare_all converts them
+            labels = y_true if any(out.task == "multiclass" for out in members.values()) else np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
+            for row in compare_all(board.primary, labels, members, clusters, config):
                 results.append({"board": board.name, "seed": seed, "metric": board.primary, **row})
     return results
 
@@ -148,6 +152,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     checked = validate(config, progress)
     dataset, loaded = checked["dataset"], checked["split"]
     evaluation = config.evaluation()
+    suites_hash = hashlib.sha256(DEFAULT_SUITES.read_bytes()).hexdigest()  # a changed suite rescores every job
     split_table = cap_evaluation_images(loaded.table, evaluation["max_eval_images"])
     run_dir = config.run_dir()
     code = code_version()
@@ -169,7 +174,8 @@ def execute(config: RunConfig, progress: bool = True) -> int:
                       "counts": loaded.table["split"].value_counts().to_dict(),
                       "evaluated": split_table["split"].value_counts().to_dict()},
             "evaluation": evaluation,
-            "jobs": previous.get("jobs", {}),
+            "metric_suites_sha256": suites_hash,
+            "jobs": {},  # this invocation's jobs only (finished ones are skipped and listed again)
             "timings": {},
         }
         write_json(run_json, record)
@@ -180,7 +186,8 @@ def execute(config: RunConfig, progress: bool = True) -> int:
                     method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
                     input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
                     split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
-                    options={**evaluation, "faithfulness": config.faithfulness, "weights_dir": config.weights_dir},
+                    options={**evaluation, "faithfulness": config.faithfulness, "weights_dir": config.weights_dir,
+                             "metric_suites": suites_hash},
                 ))
         for index, spec in enumerate(specs, 1):
             print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
@@ -208,13 +215,18 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     print(f"run folder: {run_dir}")
     if report_path:
         print(f"report: {report_path}")
+    summary_errors = [f"{part} failed: {record[key].splitlines()[0]} (traceback in run.json, key {key!r})"
+                      for part, key in (("pairwise comparisons", "comparisons_error"), ("the report", "report_error"))
+                      if key in record]
+    for line in summary_errors:
+        print(line)
     if failed:
         print(f"{len(failed)} of {len(record['jobs'])} job(s) failed:")
         for name, job in failed.items():
             print(f"  {name}: {job['error']} (traceback in {run_dir / name / 'error.txt'})")
         return 1
     print(f"all {len(record['jobs'])} job(s) done in {record['timings']['total_s']:.0f} s")
-    return 0
+    return 1 if summary_errors else 0
 
 
 @contextmanager

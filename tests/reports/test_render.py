@@ -222,7 +222,7 @@ def test_claims_sit_beside_measurements_with_both_protocols(rendered):
     assert claims["recall_ensemble"][2]["measured"] == "not measured under this name"
     section = markdown.split("### msfa", 1)[1]
     assert "paper's protocol: dataset: HAM10000, split: random image-level 80/20, input_size: 224" in section
-    assert "this run: dataset: synthderm (2000 images), split: lesion-grouped, sha256 5f1d00000000" in section
+    assert "this run: dataset: synthderm (2000 images), split: synthderm.csv, sha256 5f1d00000000" in section
     assert "input size: 64 px" in section
 
 

@@ -1,4 +1,4 @@
-"""Two tiny methods (one that learns, one that breaks) that let the runner tests run in seconds."""
+"""Tiny methods (7-class and binary ones that learn, one that breaks) that let the runner tests run in seconds."""
 
 from __future__ import annotations
 
@@ -69,7 +69,32 @@ class Broken(TinyLinear):
         raise RuntimeError("planted failure in fit")
 
 
-for cls in (TinyLinear, Broken):
+class TinyBinary(TinyLinear):
+    """The same regression on malignant vs benign; `offset` seeds a second, different model."""
+
+    name = "tiny_binary"
+    task = "binary"
+    offset = 0
+
+    def __init__(self):
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, 2))
+
+    def fit(self, train, val, ctx):
+        torch.manual_seed(ctx.seed + self.offset)
+        optimiser = torch.optim.Adam(self.net.parameters(), lr=0.05)
+        x, y = self._inputs(train.images), torch.as_tensor(train.malignant).long()
+        for _ in range(ctx.settings["epochs"] // (1 + self.offset)):
+            optimiser.zero_grad()
+            nn.functional.cross_entropy(self.net(x), y).backward()
+            optimiser.step()
+
+
+class TinyBinaryOther(TinyBinary):
+    name = "tiny_binary_other"
+    offset = 1
+
+
+for cls in (TinyLinear, Broken, TinyBinary, TinyBinaryOther):
     if cls.name not in METHOD_CLASSES:
         register_method(cls)
 

@@ -115,6 +115,22 @@ def test_a_killed_run_resumes_without_redoing_finished_stages(tiny_synthderm, tm
     assert (folder / "metrics.json").exists() and (folder / "done.json").exists()
 
 
+def test_a_job_that_failed_and_then_succeeds_leaves_no_stale_error(tiny_synthderm, tmp_path, monkeypatch):
+    config = _config(tiny_synthderm, tmp_path, seeds=[6])
+
+    def failing(*args, **kwargs):
+        raise RuntimeError("planted failure in explain")
+
+    monkeypatch.setattr(job_module, "explain_and_score", failing)
+    assert execute(config, progress=False) == 1
+    folder = config.run_dir() / "tiny_linear" / "seed6"
+    assert "planted failure in explain" in (folder / "error.txt").read_text()
+    monkeypatch.undo()
+    assert execute(config, progress=False) == 0
+    assert not (folder / "error.txt").exists()
+    assert json.loads((config.run_dir() / "run.json").read_text())["jobs"]["tiny_linear/seed6"]["status"] == "done"
+
+
 def test_configuration_is_checked_before_anything_starts(tiny_synthderm, tmp_path):
     with pytest.raises(BenchboxError, match="Did you mean 'tiny_linear'"):
         execute(_config(tiny_synthderm, tmp_path, methods=("tiny_linea",)), progress=False)
@@ -133,3 +149,24 @@ def test_a_split_for_another_dataset_is_refused(tiny_synthderm, tmp_path):
     with pytest.raises(BenchboxError, match="not in the split"):
         execute(_config(tiny_synthderm, tmp_path, split=str(split)), progress=False)
     assert not (tmp_path / "run").exists()
+
+
+def test_binary_methods_alone_are_compared_on_binary_labels(tiny_synthderm, tmp_path):
+    config = _config(tiny_synthderm, tmp_path, methods=("tiny_binary", "tiny_binary_other"))
+    assert execute(config, progress=False) == 0
+    run = json.loads((config.run_dir() / "run.json").read_text())
+    assert "comparisons_error" not in run
+    rows = json.loads((config.run_dir() / "comparisons.json").read_text())
+    assert [(row["board"], row["a"], row["b"], row["test"]) for row in rows] == [
+        ("binary", "tiny_binary", "tiny_binary_other", "delong")]
+    auc = {m: json.loads((config.run_dir() / m / "seed0" / "metrics.json").read_text())["metrics"]["binary.auc"]["value"]
+           for m in ("tiny_binary", "tiny_binary_other")}
+    assert rows[0]["value_a"] == pytest.approx(auc["tiny_binary"]) and rows[0]["value_b"] == pytest.approx(auc["tiny_binary_other"])
+    assert 0 <= rows[0]["p_holm"] <= 1
+
+
+def test_run_json_lists_only_this_invocations_jobs(tiny_synthderm, tmp_path):
+    assert execute(_config(tiny_synthderm, tmp_path, methods=("tiny_linear", "broken")), progress=False) == 1
+    config = _config(tiny_synthderm, tmp_path, methods=("tiny_linear",))
+    assert execute(config, progress=False) == 0  # the earlier failure of another method is not this run's
+    assert list(json.loads((config.run_dir() / "run.json").read_text())["jobs"]) == ["tiny_linear/seed0"]
