@@ -51,7 +51,7 @@ def main() -> None:
     size = card.input_size(args.profile)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.n, size, size, 3), dtype=np.uint8)
-    targets = rng.integers(0, 7, args.n)
+    targets = rng.integers(0, len(method.classes), args.n)
     network = method.networks()[0].eval()
 
     def bare_forward_backward():
