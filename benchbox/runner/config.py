@@ -7,7 +7,6 @@ import json
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-PROFILES = ("smoke", "quick", "paper")
 FAITHFULNESS = ("none", "fast", "road")
 
 # How much evaluation each profile does; training sizes live in the method cards. Smoke exists to

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.dataset import Dataset
-from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_INDICES
+from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_CLASSES, MALIGNANT_INDICES
 from ..paths import atomic_write, cache_dir
 from .store import read_json, write_csv, write_json, write_npz
 
@@ -145,8 +145,7 @@ def probabilities(frame: pd.DataFrame, task: str) -> tuple[np.ndarray, np.ndarra
     if task == "multiclass":
         y_true = frame["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
         return y_true, frame[[f"p_{c}" for c in CLASSES]].to_numpy()
-    y_true = frame["y_true"].isin([CLASSES[i] for i in MALIGNANT_INDICES]).astype(int).to_numpy()
-    return y_true, frame[["p_benign", "p_malignant"]].to_numpy()
+    return _malignant(frame), frame[["p_benign", "p_malignant"]].to_numpy()
 
 
 def youden_threshold(malignant: np.ndarray, score: np.ndarray) -> float:
@@ -194,7 +193,7 @@ def score(spec: JobSpec, task: str, frame: pd.DataFrame, manifest: pd.DataFrame,
 
 
 def _malignant(frame: pd.DataFrame) -> np.ndarray:
-    return frame["y_true"].isin([CLASSES[i] for i in MALIGNANT_INDICES]).astype(int).to_numpy()
+    return frame["y_true"].isin(MALIGNANT_CLASSES).astype(int).to_numpy()
 
 
 def explanation_subset(inputs: JobInputs, n: int, seed: int) -> pd.DataFrame:

@@ -16,9 +16,10 @@ import pandas as pd
 
 from ..errors import BenchboxError
 from ..labels import CLASSES, MALIGNANT_INDICES
+from ..methods.base import PROFILES
 from ..metrics.config import DEFAULT_SUITES
 from ..paths import cache_dir
-from .config import FAITHFULNESS, PROFILES, RunConfig
+from .config import FAITHFULNESS, RunConfig
 from .job import JobInputs, JobSpec, probabilities, run_job
 from .provenance import code_version, hardware, library_versions, source_hash
 from .store import RunLock, read_json, write_json
