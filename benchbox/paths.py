@@ -28,3 +28,13 @@ def atomic_write(path: Path, write) -> None:
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def portable_path(path: Path, run_dir: Path) -> str:
+    """A path as a run folder records it: `<cache>/...` inside the cache, `<benchbox>/...` inside the
+    installed package, else relative to the run folder, so no machine's absolute path is written."""
+    path = Path(path).resolve()
+    for root, label in ((cache_dir().resolve(), "<cache>"), (Path(__file__).resolve().parent, "<benchbox>")):
+        if path.is_relative_to(root):
+            return f"{label}/{path.relative_to(root).as_posix()}"
+    return Path(os.path.relpath(path, Path(run_dir).resolve())).as_posix()

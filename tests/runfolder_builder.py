@@ -25,6 +25,7 @@ from sklearn.metrics import (
 )
 
 from benchbox.labels import BINARY_CLASSES, CLASSES, ISIC_COLUMNS, MALIGNANT_CLASSES
+from benchbox.metrics.seeds import pool_entries
 
 # name -> (task, signal strength, explainers, predicts masks)
 METHODS = {
@@ -189,9 +190,13 @@ def _metrics(frame: pd.DataFrame, data: pd.DataFrame, task: str, method: str, ex
             entries[name] = _entry(name, group_auc[group], 0.08, int(inside.sum()))
             gap_name = f"subgroup.{attribute}.binary.auc.gap.{group}"
             entries[gap_name] = _entry(gap_name, group_auc[group] - rest_auc, 0.06, int(inside.sum()))
-        spread = max(group_auc.values()) - min(group_auc.values())
-        entries[f"subgroup.{attribute}.binary.auc.gap"] = _entry(
-            f"subgroup.{attribute}.binary.auc.gap", spread, 0.07, n)
+        worst = min(group_auc, key=lambda g: entries[f"subgroup.{attribute}.binary.auc.gap.{g}"]["value"])
+        entries[f"subgroup.{attribute}.binary.auc.worst_gap"] = {
+            **entries[f"subgroup.{attribute}.binary.auc.gap.{worst}"], "group": worst}
+        for task in (("binary", "multiclass") if matrix is not None else ("binary",)):
+            entries[f"subgroup.{attribute}.{task}.heterogeneity_p"] = {
+                **_entry("heterogeneity_p", {"binary": 0.0125, "multiclass": 0.47}[task], None, n),
+                "higher_is_better": None}  # made up, without drawing from rng (that would move every later draw)
     if masks:
         entries["segmentation.dice"] = _entry("segmentation.dice", 0.83, 0.02, n)
         entries["segmentation.iou"] = _entry("segmentation.iou", 0.72, 0.025, n)
@@ -221,19 +226,21 @@ def _explanations(path: Path, explainers: tuple[str, ...], rng: np.random.Genera
 
 
 def _comparisons(per_seed: dict[int, dict[str, dict]]) -> list[dict]:
-    """Pairwise comparisons on each board's primary metric, per seed as the runner writes them;
-    p_holm is small when the difference is large, so both kinds of pairs occur."""
+    """Pairwise comparisons on each board's primary metric as the runner writes them (one row per
+    pair, on the seed means); p_holm is small when the difference is large, so both kinds occur."""
+    jobs = next(iter(per_seed.values()))
+    mean = {m: {metric: np.mean([per_seed[s][m]["metrics"][metric]["value"] for s in per_seed])
+                for metric in ("binary.auc", "mcc") if metric in jobs[m]["metrics"]} for m in jobs}
     rows = []
-    for seed, jobs in per_seed.items():
-        boards = {"binary": ("binary.auc", list(jobs)),
-                  "multiclass": ("mcc", [m for m, j in jobs.items() if j["task"] == "multiclass"])}
-        for board, (metric, methods) in boards.items():
-            for a, b in combinations(methods, 2):
-                diff = jobs[a]["metrics"][metric]["value"] - jobs[b]["metrics"][metric]["value"]
-                p = 0.0004 if abs(diff) > 0.08 else 0.21
-                rows.append({"board": board, "seed": seed, "metric": metric, "a": a, "b": b, "diff": diff,
-                             "ci_low": diff - 0.06, "ci_high": diff + 0.06, "p_value": p / 3, "p_holm": p,
-                             "test": "delong" if metric == "binary.auc" else "bootstrap"})
+    boards = {"binary": ("binary.auc", list(jobs)),
+              "multiclass": ("mcc", [m for m, j in jobs.items() if j["task"] == "multiclass"])}
+    for board, (metric, methods) in boards.items():
+        for a, b in combinations(methods, 2):
+            diff = float(mean[a][metric] - mean[b][metric])
+            p = 0.0004 if abs(diff) > 0.08 else 0.21
+            rows.append({"board": board, "metric": metric, "a": a, "b": b, "diff": diff,
+                         "ci_low": diff - 0.06, "ci_high": diff + 0.06, "p_value": p / 3, "p_holm": p,
+                         "test": "seed-aware t" if len(per_seed) > 1 else "delong"})
     return rows
 
 
@@ -286,6 +293,11 @@ def build_run(root: Path, seeds: tuple[int, ...] = (0,), methods: tuple[str, ...
         "timings": {"total_s": 1.0},
         "jobs": jobs_index,
     }
+    if len(seeds) > 1:  # the method-level file the runner pools from the seeds
+        for method in methods:
+            pooled = pool_entries([per_seed[seed][method]["metrics"] for seed in seeds], alpha=0.05)
+            record = {**per_seed[seeds[0]][method], "seeds": list(seeds), "n_seeds": len(seeds), "metrics": pooled}
+            (run_dir / method / "metrics.json").write_text(json.dumps(record, indent=1))
     (run_dir / "run.json").write_text(json.dumps(run, indent=1))
     (run_dir / "comparisons.json").write_text(json.dumps(_comparisons(per_seed), indent=1))
     return run_dir

@@ -146,7 +146,9 @@ def confidence_intervals(replicates: np.ndarray, n_bootstrap: int, alpha: float,
     `method="bca"` gives bias-corrected and accelerated intervals (Efron 1987; acceleration from
     the cluster jackknife) and falls back to the percentile interval, per metric, when BCa is
     degenerate: every resample on one side of the estimate, constant or undefined jackknife
-    values, or adjusted levels outside (0, 1).
+    values, adjusted levels outside (0, 1), or an interval that misses the estimate. Every
+    interval contains its estimate: where even the percentile interval misses it, its near end
+    is moved to the estimate and `reason` says so.
     """
     replicates = np.atleast_2d(replicates)
     n_metrics = replicates.shape[0]
@@ -169,6 +171,16 @@ def confidence_intervals(replicates: np.ndarray, n_bootstrap: int, alpha: float,
         bca_levels, use_bca = _bca_levels(point, boot, jack, n_defined, alpha)
         levels = np.where(use_bca[:, None], bca_levels, levels)
     ends = _quantiles(boot, n_defined, levels)
+    # An interval must contain its estimate. BCa can miss it when the metric is biased under
+    # resampling (ECE, say): take the percentile interval, and where that misses it too, extend
+    # the near end to the estimate (and say so).
+    outside = use_bca & ((point < ends[:, 0]) | (point > ends[:, 1]))
+    if outside.any():
+        use_bca &= ~outside
+        ends[outside] = _quantiles(boot[outside], n_defined[outside], np.tile([alpha / 2, 1 - alpha / 2], (outside.sum(), 1)))
+    extended = (point < ends[:, 0]) | (point > ends[:, 1])
+    ends[:, 0] = np.fmin(ends[:, 0], point)
+    ends[:, 1] = np.fmax(ends[:, 1], point)
     for i in range(n_metrics):
         if not usable[i]:
             if np.isfinite(point[i]):
@@ -178,6 +190,9 @@ def confidence_intervals(replicates: np.ndarray, n_bootstrap: int, alpha: float,
         methods[i] = "bca" if use_bca[i] else "percentile"
         if n_defined[i] < n_bootstrap:
             reasons[i] = f"CI from the {n_defined[i]} of {n_bootstrap} resamples where the metric is defined"
+        if extended[i]:
+            reasons[i] = ("CI extended to the estimate: the resampled values lie on one side of it "
+                          "(the metric is biased under resampling)")
     return Intervals(low, high, methods, reasons)
 
 

@@ -51,6 +51,8 @@ class MetricsConfig:
     boards: Mapping[str, Board]
     directions: Mapping[str, bool | None]  # read-only views: the config is shared (cached)
     source: str  # the file it was read from, for messages
+    heterogeneity_permutations: int = 2000  # subgroups.heterogeneity_permutations
+    heterogeneity_seed: int = 0  # subgroups.heterogeneity_seed
 
     def higher_is_better(self, name: str) -> bool | None:
         """Direction of a metric name, including per-class, runner and subgroup names."""
@@ -59,10 +61,10 @@ class MetricsConfig:
             rest = ".".join(parts[2:])
             if len(parts) < 4:
                 raise BenchboxError(f"{name!r} is not a subgroup metric name (subgroup.<attribute>.<metric>.<group>)")
+            if rest.endswith((".worst_gap", ".heterogeneity_p")) or ".gap." in rest:
+                return None  # signed gaps and p-values have no better direction
             if rest.endswith(".gap"):
-                return False
-            if ".gap." in rest:
-                return None
+                return False  # the max - min gap of run folders written before it was dropped
             return self.higher_is_better(rest.rsplit(".", 1)[0])
         if name in self.directions:
             return self.directions[name]
@@ -123,6 +125,8 @@ def _load(path: str) -> MetricsConfig:
         boards=MappingProxyType({name: reader.board(name, spec) for name, spec in reader.section("boards").items()}),
         directions=MappingProxyType(dict(directions)),
         source=path,
+        heterogeneity_permutations=reader.integer(groups, "subgroups.heterogeneity_permutations", minimum=0),
+        heterogeneity_seed=reader.integer(groups, "subgroups.heterogeneity_seed", minimum=0),
     )
     edges = config.age_band_edges
     if not edges or any(b <= a for a, b in zip(edges, edges[1:])):

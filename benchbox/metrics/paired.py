@@ -22,6 +22,7 @@ from ..labels import MALIGNANT_INDICES
 from .bootstrap import confidence_intervals, draw_resamples
 from .classification import predicted_class
 from .config import MetricsConfig, load_config
+from .seeds import seed_aware_difference
 from .suite import Predictions, compute_replicates, metric_names, prepare
 from .validation import validate_inputs
 
@@ -112,6 +113,56 @@ def compare_all(
         else:
             row.update(test="bootstrap", p_value=p_boot)
         rows.append(row)
+    for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
+        row["p_holm"] = float(adjusted)
+    return rows
+
+
+def compare_all_seeds(
+    metric: str,
+    y_true: np.ndarray,
+    methods: Mapping[str, Sequence[MethodOutput]],
+    clusters: np.ndarray,
+    config: MetricsConfig | None = None,
+) -> list[dict]:
+    """`compare_all` for methods trained with several seeds (one MethodOutput per seed).
+
+    When every method has one seed this is `compare_all`. Otherwise each difference is of the
+    seed means, with a seed-aware interval and t-test (seeds.seed_aware_difference: the paired
+    lesion bootstrap of the difference plus Welch's seed part), test "seed-aware t"; Holm over all pairs.
+    """
+    if all(len(outputs) == 1 for outputs in methods.values()):
+        return compare_all(metric, y_true, {name: outputs[0] for name, outputs in methods.items()}, clusters, config)
+    config = config or load_config()
+    settings = config.bootstrap
+    y_true = np.asarray(y_true)
+    any_multiclass = any(o.task == "multiclass" for outputs in methods.values() for o in outputs)
+    resamples = draw_resamples(clusters, settings.n_resamples, settings.seed)
+    replicates = {}
+    for name, outputs in methods.items():
+        replicates[name] = []
+        for output in outputs:
+            if metric not in metric_names(output.task):
+                raise BenchboxError(f"method {name!r} ({output.task}) has no metric {metric!r} to compare.")
+            labels = y_true
+            if output.task == "binary" and any_multiclass:
+                labels = np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
+            validate_inputs(name, output.task, labels, output.proba, clusters)
+            prepared = prepare(output.task, labels, output.proba, output.threshold)
+            replicates[name].append(compute_replicates(prepared, resamples, [metric])[metric][:, 0])
+    rows = []
+    for name_a, name_b in combinations(methods, 2):
+        result = seed_aware_difference(replicates[name_a], replicates[name_b], resamples.n_bootstrap,
+                                       settings.alpha, settings.method)
+        rows.append({
+            "a": name_a, "b": name_b, "metric": metric,
+            "value_a": float(np.mean([r[0] for r in replicates[name_a]])),
+            "value_b": float(np.mean([r[0] for r in replicates[name_b]])),
+            "diff": result["diff"], "ci_low": result["ci_low"], "ci_high": result["ci_high"],
+            "ci_method": result["ci_method"], "test": "seed-aware t", "p_value": result["p_value"],
+            "dof": result["dof"], "n": len(y_true), "n_seeds_a": len(replicates[name_a]),
+            "n_seeds_b": len(replicates[name_b]), "reason": result["reason"],
+        })
     for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
         row["p_holm"] = float(adjusted)
     return rows

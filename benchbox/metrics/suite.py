@@ -19,7 +19,8 @@ from ..labels import BINARY_CLASSES, CLASSES
 from . import binary, calibration, classification, segmentation
 from .bootstrap import Resamples, confidence_intervals, draw_resamples
 from .config import MetricsConfig, load_config
-from .subgroups import subgroup_replicates
+from .seeds import pool_replicates
+from .subgroups import add_worst_gaps, heterogeneity_entries, prediction_errors, subgroup_replicates
 from .validation import validate_inputs
 
 
@@ -116,6 +117,18 @@ def compute_replicates(
     return out
 
 
+@dataclass
+class ReplicateTable:
+    """Every metric's replicate rows (point, bootstrap, jackknife) and what summarise needs besides."""
+
+    replicates: dict[str, np.ndarray]
+    n: dict[str, int]
+    reasons: dict[str, str]
+    n_bootstrap: int
+    groups: dict[str, str]  # the group each worst-gap metric belongs to
+    errors: dict[str, np.ndarray]  # per-image errors ("binary", "multiclass") for the heterogeneity test
+
+
 def evaluate(
     task: str,
     y_true: np.ndarray,
@@ -136,6 +149,86 @@ def evaluate(
     these (default: all of `metric_names(task)`). method: names the method in error messages.
     """
     config = config or load_config()
+    table = evaluate_replicates(task, y_true, proba, clusters, attributes, threshold, config,
+                                metrics=metrics, method=method)
+    out = summarise(table.replicates, table.n, table.reasons, table.n_bootstrap, config, table.groups)
+    out.update(_heterogeneity(attributes, table.errors, clusters, config))
+    return out
+
+
+def evaluate_seeds(
+    task: str,
+    y_true: np.ndarray,
+    probas: Sequence[np.ndarray],
+    clusters: np.ndarray,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    thresholds: Sequence[float | None] | None = None,
+    config: MetricsConfig | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    method: str = "predictions",
+) -> dict[str, dict]:
+    """`evaluate` for one method trained with several seeds (one probability matrix and operating
+    point per seed, on the same test images): values are means over seeds and intervals include
+    the seeds' spread (see seeds.py). Each entry also lists `per_seed` values and `n_seeds`."""
+    config = config or load_config()
+    thresholds = list(thresholds) if thresholds is not None else [None] * len(probas)
+    tables = [evaluate_replicates(task, y_true, proba, clusters, attributes, threshold, config,
+                                  metrics=metrics, method=method, worst_gaps=False)
+              for proba, threshold in zip(probas, thresholds)]
+    # the worst group is picked on the seed mean, then each seed contributes that group's gap rows
+    gaps = {name: np.mean([t.replicates[name] for t in tables], axis=0)
+            for name in tables[0].replicates if ".gap." in name}
+    n, reasons, groups = dict(tables[0].n), dict(tables[0].reasons), {}
+    add_worst_gaps(gaps, n, reasons, groups, config.higher_is_better)
+    for table in tables:
+        for name, group in groups.items():
+            table.replicates[name] = table.replicates[name.removesuffix("worst_gap") + f"gap.{group}"]
+        table.n.update(n)
+        for name in set(reasons) - set(table.reasons):
+            table.reasons[name] = reasons[name]
+    settings = config.bootstrap
+    pooled = pool_replicates([t.replicates for t in tables], tables[0].n_bootstrap, settings.alpha, settings.method)
+    out = {}
+    for name, entry in pooled.items():
+        reason = entry["reason"]
+        if not np.isfinite(entry["value"]):
+            reason = next((t.reasons[name] for t in tables if name in t.reasons), None) or _undefined_reason(name)
+        out[name] = {
+            "value": entry["value"], "ci_low": entry["ci_low"], "ci_high": entry["ci_high"],
+            "n": int(tables[0].n[name]), "higher_is_better": config.higher_is_better(name),
+            "ci_method": entry["ci_method"], "reason": reason,
+            "per_seed": entry["per_seed"], "n_seeds": len(probas), "dof": entry["dof"],
+        }
+        if name in groups:
+            out[name]["group"] = groups[name]
+    mean_errors = {task_name: np.mean([t.errors[task_name] for t in tables], axis=0) for task_name in tables[0].errors}
+    for name, entry in _heterogeneity(attributes, mean_errors, clusters, config).items():
+        out[name] = {**entry, "n_seeds": len(probas)}
+    return out
+
+
+def _heterogeneity(attributes, errors, clusters, config: MetricsConfig) -> dict[str, dict]:
+    return heterogeneity_entries(attributes or {}, errors, clusters, config.heterogeneity_permutations,
+                                 config.heterogeneity_seed, config.min_subgroup_size)
+
+
+def evaluate_replicates(
+    task: str,
+    y_true: np.ndarray,
+    proba: np.ndarray,
+    clusters: np.ndarray,
+    attributes: Mapping[str, np.ndarray] | None = None,
+    threshold: float | None = None,
+    config: MetricsConfig | None = None,
+    *,
+    metrics: Sequence[str] | None = None,
+    method: str = "predictions",
+    worst_gaps: bool = True,
+) -> ReplicateTable:
+    """The replicate rows behind `evaluate` (the same lesion resamples for the same clusters and
+    bootstrap seed, so several seeds' tables line up row by row)."""
+    config = config or load_config()
     validate_inputs(method, task, y_true, proba, clusters, attributes)
     predictions = prepare(task, y_true, proba, threshold)
     settings = config.bootstrap
@@ -143,6 +236,7 @@ def evaluate(
     replicates = {name: value[:, 0] for name, value in compute_replicates(predictions, resamples, metrics).items()}
     n = {name: len(predictions.y_true) for name in replicates}
     reasons: dict[str, str] = {}
+    groups: dict[str, str] = {}
     subgroup_names = config.subgroup_metrics(task)
     unknown = sorted(set(subgroup_names) - set(metric_names(task)))
     if unknown:
@@ -157,12 +251,13 @@ def evaluate(
     for attribute, values in (attributes or {}).items():
         result = subgroup_replicates(
             attribute, np.asarray(values, dtype=object), subgroup_names, segment_metrics, labels,
-            config.min_subgroup_size, resamples.n_rows,
+            config.min_subgroup_size, resamples.n_rows, config.higher_is_better, worst_gaps,
         )
         replicates.update(result.values)
         n.update(result.n)
         reasons.update(result.reasons)
-    return summarise(replicates, n, reasons, resamples.n_bootstrap, config)
+        groups.update(result.groups)
+    return ReplicateTable(replicates, n, reasons, resamples.n_bootstrap, groups, prediction_errors(predictions))
 
 
 def evaluate_segmentation(
@@ -207,8 +302,10 @@ def summarise(
     reasons: Mapping[str, str],
     n_bootstrap: int,
     config: MetricsConfig,
+    groups: Mapping[str, str] | None = None,
 ) -> dict[str, dict]:
-    """Point estimates, CIs and directions for every metric, from its (rows,) replicates."""
+    """Point estimates, CIs and directions for every metric, from its (rows,) replicates; a
+    worst-gap metric also names its group."""
     names = list(replicates)
     if not names:
         return {}
@@ -230,6 +327,8 @@ def summarise(
             "ci_method": intervals.method[i],
             "reason": reason,
         }
+        if groups and name in groups:
+            out[name]["group"] = groups[name]
     return out
 
 

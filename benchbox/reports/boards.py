@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import fnmatch
 import math
-from dataclasses import dataclass, field
 from typing import Any
 
 from tabulate import tabulate
@@ -112,25 +111,59 @@ def board_methods(run: Run, board: Board) -> dict[str, dict[str, Metric]]:
     return {m: run.method_metrics(m) for m in run.methods if run.task(m) in board.tasks}
 
 
+HEADLINE_METRICS = 6  # the primary metric and five more; the rest go to the full table below
+
+
+def shared_ranks(run: Run, board: Board, order: list[str], higher: bool) -> dict[str, str]:
+    """Rank of each method as far as the Holm-corrected paired tests tell: from 1 + the number of
+    methods significantly better to n - the number significantly worse ("2–4" when tests do not
+    separate it from its neighbours; "1" only when it beats every other method)."""
+    better = {m: 0 for m in order}
+    worse = {m: 0 for m in order}
+    for i, first in enumerate(order):
+        for second in order[i + 1:]:
+            found = find_comparisons(run, board.name, board.primary, first, second)
+            if found and all(is_better(c, first, higher) for c in found):
+                better[second] += 1
+                worse[first] += 1
+            elif found and all(is_better(c, second, higher) for c in found):
+                better[first] += 1
+                worse[second] += 1
+    ranks = {}
+    for method in order:
+        low, high = 1 + better[method], len(order) - worse[method]
+        ranks[method] = str(low) if low == high else f"{low}–{high}"
+    return ranks
+
+
 def leaderboard_table(run: Run, board: Board) -> str:
-    """Ranked rows; the "vs next" column gives the Holm-corrected p against the next row and
-    BETTER_MARK where the difference is significant in this row's favour."""
+    """The headline board: shared ranks, the primary metric and five more, and the Holm-corrected
+    p against the next row (BETTER_MARK where the difference is significant in this row's favour)."""
     per_method = board_methods(run, board)
     order = sort_methods(per_method, board.primary)
     higher = _direction(per_method, board.primary) is not False
-    columns = present(per_method, board.metrics)
+    columns = present(per_method, board.metrics)[:HEADLINE_METRICS]
+    ranks = shared_ranks(run, board, order, higher)
     rows = []
-    for rank, method in enumerate(order, start=1):
+    for position, method in enumerate(order, start=1):
         versus = ""
-        if rank < len(order):
-            found = find_comparisons(run, board.name, board.primary, method, order[rank])
+        if position < len(order):
+            found = find_comparisons(run, board.name, board.primary, method, order[position])
             p_values = [c.get("p_holm") for c in found]
             p_values = [p for p in p_values if p is not None and math.isfinite(p)]
             if p_values:
                 significant = all(is_better(c, method, higher) for c in found)
                 versus = format_p(max(p_values)) + (f" {BETTER_MARK}" if significant else "")
-        rows.append([rank, method, *[format_metric(per_method[method].get(n)) for n in columns], versus])
-    return markdown_table(rows, ["#", "method", *_headers(per_method, columns), "vs next (Holm p)"])
+        rows.append([ranks[method], method, *[format_metric(per_method[method].get(n)) for n in columns], versus])
+    return markdown_table(rows, ["rank", "method", *_headers(per_method, columns), "vs next (Holm p)"])
+
+
+def full_board_table(run: Run, board: Board) -> str:
+    """Every metric of the board that the headline leaves out, rows in the headline's order."""
+    per_method = board_methods(run, board)
+    order = sort_methods(per_method, board.primary)
+    names = present(per_method, board.metrics)
+    return method_table(run, order, [board.primary, *names[HEADLINE_METRICS:]])
 
 
 def present(per_method: dict[str, dict[str, Metric]], names: tuple[str, ...] | list[str]) -> list[str]:
@@ -225,94 +258,14 @@ def segmentation_table(run: Run) -> str:
     return method_table(run, methods_with(run, SEGMENTATION_METRICS), SEGMENTATION_METRICS)
 
 
-@dataclass
-class SubgroupResult:
-    """One (attribute, metric) of one method: per-group values, gaps to the rest, max - min."""
-
-    spread: Metric | None = None  # max - min over groups
-    values: dict[str, Metric] = field(default_factory=dict)
-    gaps: dict[str, Metric] = field(default_factory=dict)  # group minus the rest
-
-    @property
-    def groups(self) -> list[str]:
-        return list(dict.fromkeys([*self.values, *self.gaps]))
-
-
-def parse_subgroups(metrics: dict[str, Metric]) -> dict[tuple[str, str], SubgroupResult]:
-    """Split `subgroup.<attribute>.<metric>.(gap | gap.<group> | <group>)` names. The metric
-    itself may be dotted (binary.auc), so a per-group value is split at the longest metric
-    name that the gaps or the top-level metrics use."""
-    results: dict[tuple[str, str], SubgroupResult] = {}
-    plain: list[tuple[str, str, Metric]] = []
-    for name, metric in metrics.items():
-        if not name.startswith("subgroup."):
-            continue
-        attribute, rest = name[len("subgroup."):].split(".", 1)
-        if rest.endswith(".gap"):
-            results.setdefault((attribute, rest[:-4]), SubgroupResult()).spread = metric
-        elif ".gap." in rest:
-            base, group = rest.split(".gap.", 1)
-            results.setdefault((attribute, base), SubgroupResult()).gaps[group] = metric
-        else:
-            plain.append((attribute, rest, metric))
-    known = {base for _, base in results} | {n for n in metrics if not n.startswith("subgroup.")}
-    for attribute, rest, metric in plain:
-        candidates = [b for b in known if rest.startswith(b + ".")]
-        base = max(candidates, key=len) if candidates else rest.rsplit(".", 1)[0]
-        results.setdefault((attribute, base), SubgroupResult()).values[rest[len(base) + 1:]] = metric
-    return results
-
-
-def gap_is_significant(gap: Metric | None) -> bool:
-    return gap is not None and gap.has_ci and (gap.ci_low > 0 or gap.ci_high < 0)
-
-
-def subgroup_attributes(run: Run) -> list[str]:
-    return list(dict.fromkeys(attr for m in run.methods
-                              for attr, _ in parse_subgroups(run.method_metrics(m))))
-
-
-def subgroup_spread_table(run: Run) -> str:
-    """Rows = (attribute, metric), columns = methods, cells = max - min gap with CI."""
-    parsed = {m: parse_subgroups(run.method_metrics(m)) for m in run.methods}
-    methods = [m for m in run.methods if parsed[m]]
-    keys = list(dict.fromkeys(k for m in methods for k in parsed[m]))
-    rows = [[attribute, metric, *[format_metric(parsed[m][(attribute, metric)].spread)
-                                  if (attribute, metric) in parsed[m] else "—" for m in methods]]
-            for attribute, metric in keys]
-    return markdown_table(rows, ["attribute", "metric", *methods])
-
-
-def subgroup_detail_table(run: Run, attribute: str) -> str:
-    """Every group of one attribute: size, value, gap to the rest (marked when its CI excludes
-    0) and the metrics engine's note (why a value is NaN or its CI partial)."""
-    rows = []
-    for method in run.methods:
-        for (attr, metric), result in parse_subgroups(run.method_metrics(method)).items():
-            if attr != attribute:
-                continue
-            for group in result.groups:
-                value, gap = result.values.get(group), result.gaps.get(group)
-                n = next((m.n for m in (value, gap) if m is not None and m.n is not None), None)
-                reasons = list(dict.fromkeys(m.reason for m in (value, gap) if m is not None and m.reason))
-                rows.append([method, metric, group, "—" if n is None else n,
-                             _value_only(value), _value_only(gap)
-                             + (f" {GAP_MARK}" if gap_is_significant(gap) else ""),
-                             "; ".join(reasons)])
-    return markdown_table(rows, ["method", "metric", "group", "n", "value", "gap vs rest", "note"])
-
-
-def _value_only(metric: Metric | None) -> str:
-    """Like format_metric, but a NaN's reason goes to its own column."""
-    if metric is not None and not math.isfinite(metric.value):
-        return "NaN"
-    return format_metric(metric)
-
-
 def header_table(run: Run) -> str:
-    """Dataset, split, profile, seeds, code version and hardware of the run."""
+    """Dataset, split, profile, seeds, interval method, code version and hardware of the run."""
     info = run.info
     config, dataset, split = info.get("config", {}), info.get("dataset", {}), info.get("split", {})
+    if run.n_seeds() > 1:
+        interval = "seed-aware: lesion bootstrap of the seed mean + between-seed spread (t, Welch-Satterthwaite)"
+    else:
+        interval = "lesion-clustered bootstrap of one training seed: training noise not included"
     rows = [
         ["run", info.get("run_id", run.folder.name)],
         ["created", info.get("created", "—")],
@@ -321,6 +274,7 @@ def header_table(run: Run) -> str:
         ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"],
         ["profile", config.get("profile", "—")],
         ["seeds", ", ".join(str(s) for s in run.seeds)],
+        ["intervals", interval],
         ["code version", describe_code_version(info.get("code_version"))],
         ["benchbox", info.get("benchbox_version", "—")],
         ["hardware", describe_mapping(info.get("hardware"))],

@@ -16,8 +16,9 @@ from sklearn.metrics import confusion_matrix as sk_confusion_matrix
 from sklearn.metrics import roc_curve
 
 from ..labels import BINARY_CLASSES, MALIGNANT_CLASSES
-from .boards import BASELINE_EXPLAINER, gap_is_significant, parse_subgroups
+from .boards import BASELINE_EXPLAINER
 from .runfolder import Job, Run
+from .subgroup_tables import gap_is_significant, parse_subgroups
 
 DPI = 110
 RELIABILITY_BINS = 15

@@ -25,19 +25,22 @@ from .boards import (
     efficiency_table,
     explanation_table,
     failures_table,
+    full_board_table,
     header_table,
     leaderboard_table,
     methods_with,
-    parse_subgroups,
     per_class_table,
     segmentation_table,
     sort_methods,
+)
+from .claims import REGISTRY_DIR, claims_section, load_cards
+from .runfolder import Run, read_run
+from .subgroup_tables import (
+    parse_subgroups,
     subgroup_attributes,
     subgroup_detail_table,
     subgroup_spread_table,
 )
-from .claims import REGISTRY_DIR, claims_section, load_cards
-from .runfolder import Run, read_run
 
 REPORT_NAME = "README.md"
 SUBGROUPS_NAME = "subgroups.md"
@@ -52,16 +55,20 @@ def _image(path: Path | None, out_dir: Path, alt: str) -> str:
 
 
 def _seed_note(run: Run) -> str:
-    if len(run.seeds) == 1:
-        return f"All figures are from seed {run.seeds[0]}."
-    return (f"Values are **means over seeds {', '.join(map(str, run.seeds))}** of each seed's "
-            "test-set estimate; brackets are the mean of the per-seed 95% CIs (test-set "
-            "uncertainty, not seed-to-seed spread). Curves, matrices and saliency grids show "
-            f"seed {run.seeds[0]}.")
+    seeds = ", ".join(map(str, run.seeds))
+    if run.n_seeds() <= 1:
+        return (f"All figures are from one training seed ({seeds}): **training noise is not included** "
+                "in any interval, which covers lesion sampling only.")
+    return (f"Values are **means over training seeds {seeds}**; each interval includes both the "
+            "lesion sampling and the spread between seeds (lesion bootstrap of the seed mean widened "
+            "by the seeds' spread, Student t with Welch-Satterthwaite degrees of freedom; "
+            "`metrics/README.md`), and so do the paired tests. Per-seed values are in each method's "
+            f"`metrics.json`. Curves, matrices and saliency grids show seed {run.seeds[0]}.")
 
 
 def _ci_methods(run: Run) -> str:
-    found = sorted({m.ci_method for job in run.jobs for m in job.metrics.values() if m.ci_method})
+    found = sorted({m.ci_method for method in run.methods for m in run.method_metrics(method).values()
+                    if m.ci_method})
     return ", ".join(found) if found else "not recorded"
 
 
@@ -74,14 +81,16 @@ def _boards(run: Run, out_dir: Path) -> list[str]:
         order = sort_methods(per_method, board.primary)
         draw = plots.roc_binary if board.name == "binary" else plots.roc_multiclass
         roc = draw(run, order, out_dir / "plots" / f"roc_{board.name}.png")
-        per_seed = (" With several seeds it is the largest p over seeds, and the mark needs "
-                    "significance in every seed." if len(run.seeds) > 1 else "")
         sections += [
             f"## {board.title}",
-            f"Sorted by `{board.primary}`. \"vs next\" is the Holm-corrected p of the paired "
-            f"test against the next row (test named in comparisons.json); {BETTER_MARK} marks a "
-            f"row significantly better than the next (p < {ALPHA}).{per_seed}",
+            f"Sorted by `{board.primary}`. Ranks are shared where the Holm-corrected paired test "
+            f"(p < {ALPHA}, test named in comparisons.json) does not separate methods: a rank runs "
+            "from 1 + the methods significantly better to n - the methods significantly worse. "
+            f"\"vs next\" is the Holm-corrected p against the next row; {BETTER_MARK} marks a row "
+            "significantly better than the next.",
             leaderboard_table(run, board),
+            f"All metrics of this board (sorted as above):",
+            full_board_table(run, board),
             _image(roc, out_dir, f"ROC curves, {board.name} board"),
         ]
         for family in board.per_class:
@@ -162,8 +171,13 @@ def render_markdown(run: Run, out_dir: Path, cards: dict, show_progress: bool = 
     documents = {}
     if subgroup_attributes(run):
         sections += ["## Subgroup gaps",
-                     "Largest gap between groups (max - min; ≥ 0 by construction, so no "
-                     f"significance mark here). Every group, its gap to the rest and forest plots: "
+                     "The worst group's gap to the rest (group minus all other test images; the "
+                     "group, in parentheses, is the one whose gap is worst by point estimate) with "
+                     f"the 95% CI of that group's gap; {GAP_MARK} = the CI excludes 0. The group was "
+                     "picked for being worst, so read the mark with `heterogeneity_p`: a lesion-level "
+                     "permutation test of \"group and error are unrelated\" at the binary operating "
+                     "point (`binary`) and the arg-max (`multiclass`), over all groups at once. "
+                     "Every group, its gap to the rest and forest plots: "
                      f"[{SUBGROUPS_NAME}]({SUBGROUPS_NAME}).",
                      subgroup_spread_table(run)]
         documents[SUBGROUPS_NAME] = _subgroup_details(run, out_dir, done)

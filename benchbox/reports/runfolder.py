@@ -26,6 +26,8 @@ class Metric:
     higher_is_better: bool | None = None
     ci_method: str | None = None
     reason: str | None = None  # why the value is NaN, when it is
+    per_seed: tuple[float, ...] = ()  # the training seeds' own values (method-level metrics)
+    group: str | None = None  # the subgroup a worst-gap metric belongs to
 
     @property
     def half_width(self) -> float:
@@ -92,32 +94,33 @@ class Run:
         return done[0].task if done else None
 
     def method_metrics(self, method: str) -> dict[str, Metric]:
-        """Metrics of a method's finished seeds; with several seeds the value and both CI bounds
-        are means over seeds (the CI is then the mean per-seed CI, not a CI of the mean)."""
+        """A method's metrics over its finished seeds: `<method>/metrics.json`, where values are
+        means over seeds and intervals include the seeds' spread (one seed: that seed's metrics)."""
         if method not in self._means:
-            self._means[method] = mean_over_seeds([job.metrics for job in self.done_jobs(method)])
+            pooled = self.pooled(method)
+            if pooled is not None:
+                self._means[method] = pooled["metrics"]
+            else:
+                done = self.done_jobs(method)
+                if len(done) > 1:
+                    raise BenchboxError(
+                        f"{self.folder / method / 'metrics.json'} is missing: {method} has {len(done)} finished seeds "
+                        "but no method-level metrics; re-run the same `benchbox run` command to write them.")
+                self._means[method] = dict(done[0].metrics) if done else {}
         return self._means[method]
 
+    def pooled(self, method: str) -> dict[str, Any] | None:
+        """`<method>/metrics.json` (seeds, interval, metrics parsed), or None when absent."""
+        path = self.folder / method / "metrics.json"
+        if not self.done_jobs(method) or not path.exists():
+            return None
+        data = _read_json(path)
+        return {**data, "metrics": {name: parse_metric(name, entry, path)
+                                    for name, entry in data.get("metrics", {}).items()}}
 
-def mean_over_seeds(per_seed: list[dict[str, Metric]]) -> dict[str, Metric]:
-    """Average each metric over the seeds that report it; one seed is returned unchanged."""
-    if len(per_seed) == 1:
-        return dict(per_seed[0])
-    names = list(dict.fromkeys(name for metrics in per_seed for name in metrics))
-    merged = {}
-    for name in names:
-        present = [metrics[name] for metrics in per_seed if name in metrics]
-        first = present[0]
-        merged[name] = Metric(
-            value=float(np.mean([m.value for m in present])),
-            ci_low=float(np.mean([m.ci_low for m in present])),
-            ci_high=float(np.mean([m.ci_high for m in present])),
-            n=first.n,
-            higher_is_better=first.higher_is_better,
-            ci_method=first.ci_method,
-            reason=next((m.reason for m in present if m.reason), None),
-        )
-    return merged
+    def n_seeds(self) -> int:
+        """The most finished seeds of any method (1 = training noise is in no interval)."""
+        return max((len(self.done_jobs(m)) for m in self.methods), default=0)
 
 
 def _number(value: Any) -> float:
@@ -144,6 +147,8 @@ def parse_metric(name: str, entry: dict[str, Any], source: Path) -> Metric:
         higher_is_better=entry.get("higher_is_better"),
         ci_method=entry.get("ci_method"),
         reason=entry.get("reason"),
+        per_seed=tuple(_number(v) for v in entry.get("per_seed") or ()),
+        group=entry.get("group"),
     )
 
 

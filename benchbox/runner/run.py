@@ -18,9 +18,10 @@ from ..errors import BenchboxError
 from ..labels import CLASSES, MALIGNANT_INDICES
 from ..methods.base import PROFILES
 from ..metrics.config import DEFAULT_SUITES
-from ..paths import cache_dir
+from ..paths import cache_dir, portable_path
 from .config import FAITHFULNESS, RunConfig
 from .job import JobInputs, JobSpec, probabilities, run_job
+from .pooling import finished_seeds, pool_method, test_predictions
 from .provenance import code_version, hardware, library_versions, source_hash
 from .store import RunLock, read_json, write_json
 
@@ -113,38 +114,53 @@ def _check_pretrained(config: RunConfig, cards: dict) -> dict[str, bool]:
 
 
 def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -> list[dict]:
-    """Holm-corrected paired comparisons of every pair of finished methods on each board's primary metric."""
+    """Holm-corrected paired comparisons of every pair of finished methods on each board's primary
+    metric, over all their finished seeds (seed-aware when a method has several)."""
     from ..metrics.config import load_config
-    from ..metrics.paired import MethodOutput, compare_all
+    from ..metrics.paired import MethodOutput, compare_all_seeds
 
     config = load_config()
-    results = []
-    for seed in sorted({job.seed for job in jobs}):
-        outputs, frames = {}, {}
-        for job in jobs:
-            folder = run_dir / job.method / f"seed{seed}"
-            done = folder / "done.json"
-            if job.seed != seed or not done.exists() or read_json(done).get("job_key") != job.job_key():
-                continue
-            frame = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str, "lesion_id": str})
-            frames[job.method] = frame[frame["split"] == "test"].sort_values("image_id").reset_index(drop=True)
+    outputs, reference = {}, None
+    for method in dict.fromkeys(job.method for job in jobs):
+        seeds = finished_seeds(run_dir, jobs, method)
+        for seed in seeds:
+            folder = run_dir / method / f"seed{seed}"
+            frame = test_predictions(folder)
+            reference = frame if reference is None else reference
             threshold = read_json(folder / "metrics.json").get("threshold")
-            _, proba = probabilities(frames[job.method], tasks[job.method])
-            outputs[job.method] = MethodOutput(tasks[job.method], proba, threshold)
-        if len(outputs) < 2:
+            _, proba = probabilities(frame, tasks[method])
+            outputs.setdefault(method, []).append(MethodOutput(tasks[method], proba, threshold))
+    if len(outputs) < 2:
+        return []
+    y_true = reference["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
+    clusters = reference["lesion_id"].to_numpy()
+    results = []
+    for board in config.boards.values():
+        members = {name: out for name, out in outputs.items() if out[0].task in board.tasks}
+        if len(members) < 2:
             continue
-        reference = next(iter(frames.values()))
-        y_true = reference["y_true"].map({c: i for i, c in enumerate(CLASSES)}).to_numpy()
-        clusters = reference["lesion_id"].to_numpy()
-        for board in config.boards.values():
-            members = {name: out for name, out in outputs.items() if out.task in board.tasks}
-            if len(members) < 2:
-                continue
-            # binary methods alone take 0/1 labels; beside a 7-class method compare_all converts them
-            labels = y_true if any(out.task == "multiclass" for out in members.values()) else np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
-            for row in compare_all(board.primary, labels, members, clusters, config):
-                results.append({"board": board.name, "seed": seed, "metric": board.primary, **row})
+        # binary methods alone take 0/1 labels; beside a 7-class method compare_all converts them
+        multiclass = any(out[0].task == "multiclass" for out in members.values())
+        labels = y_true if multiclass else np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
+        for row in compare_all_seeds(board.primary, labels, members, clusters, config):
+            results.append({"board": board.name, "metric": board.primary, **row})
     return results
+
+
+def pool_seeds(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], manifest: pd.DataFrame, record: dict) -> None:
+    """Write each method's `<method>/metrics.json` over its finished seeds; a failure is recorded per method."""
+    for method in dict.fromkeys(job.method for job in jobs):
+        seeds = finished_seeds(run_dir, jobs, method)
+        stale = run_dir / method / "metrics.json"
+        if not seeds:
+            stale.unlink(missing_ok=True)
+            continue
+        try:
+            pool_method(run_dir, method, tasks[method], seeds, manifest)
+        except Exception as error:  # a summary: record, keep the seeds' own results
+            stale.unlink(missing_ok=True)
+            log.error("pooling the seeds of %s failed: %s", method, error)
+            record.setdefault("pooling_errors", {})[method] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
 
 def execute(config: RunConfig, progress: bool = True) -> int:
@@ -171,7 +187,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
             "hardware": hardware(checked["device"]),
             "dataset": {"name": dataset.name, "spec": config.data, "hash": dataset.hash,
                         "n_images": len(dataset.manifest), "notes": dataset.notes},
-            "split": {"path": str(checked["split_path"]), "hash": loaded.sha256, "n_dropped": loaded.n_dropped,
+            "split": {"path": portable_path(checked["split_path"], run_dir), "hash": loaded.sha256, "n_dropped": loaded.n_dropped,
                       "counts": loaded.table["split"].value_counts().to_dict(),
                       "evaluated": split_table["split"].value_counts().to_dict()},
             "evaluation": evaluation,
@@ -201,6 +217,9 @@ def execute(config: RunConfig, progress: bool = True) -> int:
             print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
         tasks = {name: card.task for name, card in checked["cards"].items()}
         start = time.perf_counter()
+        pool_seeds(run_dir, specs, tasks, dataset.manifest, record)
+        record["timings"]["pooling_s"] = time.perf_counter() - start
+        start = time.perf_counter()
         try:
             write_json(run_dir / "comparisons.json", compare_methods(run_dir, specs, tasks))
         except Exception as error:  # comparisons are a summary: record, do not lose the run
@@ -219,6 +238,8 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     summary_errors = [f"{part} failed: {record[key].splitlines()[0]} (traceback in run.json, key {key!r})"
                       for part, key in (("pairwise comparisons", "comparisons_error"), ("the report", "report_error"))
                       if key in record]
+    summary_errors += [f"pooling the seeds of {method} failed: {text.splitlines()[0]} (traceback in run.json, "
+                       f"key 'pooling_errors')" for method, text in record.get("pooling_errors", {}).items()]
     for line in summary_errors:
         print(line)
     if failed:

@@ -97,7 +97,11 @@ def test_bca_falls_back_to_percentile_when_degenerate():
     result = confidence_intervals(np.stack([constant, one_sided]), n_boot, 0.05, "bca")
     assert result.method == ["percentile", "percentile"]
     assert (result.low[0], result.high[0]) == (0.7, 0.7)
-    assert result.low[1] == pytest.approx(np.quantile(one_sided[1 : 1 + n_boot], 0.025))
+    # every resample lies above the estimate 0.5: the percentile interval would miss it, so its
+    # low end moves to the estimate and the reason says so
+    assert result.low[1] == 0.5
+    assert result.high[1] == pytest.approx(np.quantile(one_sided[1 : 1 + n_boot], 0.975))
+    assert "extended to the estimate" in result.reason[1]
 
 
 def test_undefined_resamples_drop_the_ci_or_are_reported():

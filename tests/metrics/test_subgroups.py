@@ -1,6 +1,13 @@
-"""Subgroups: attribute helpers, per-group values and gaps against scikit-learn, and the NaN rules."""
+"""Subgroups: attribute helpers, per-group values and gaps against scikit-learn, the worst group's
+gap, the heterogeneity permutation test (by hand), intervals that contain their estimates, the
+NaN rules, and the power / false-positive rate of the whole machinery on simulated skin tones."""
 
 from __future__ import annotations
+
+import dataclasses
+import itertools
+import time
+from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -10,6 +17,15 @@ from sklearn import metrics as sk
 from benchbox.errors import BenchboxError
 from benchbox.labels import MALIGNANT_INDICES
 from benchbox.metrics import age_band, evaluate, group_key, ita_light_dark, subgroup_attributes
+from benchbox.metrics.bootstrap import draw_resamples
+from benchbox.metrics.subgroups import (
+    add_worst_gaps,
+    heterogeneity_entries,
+    heterogeneity_test,
+    prediction_errors,
+    subgroup_replicates,
+)
+from benchbox.metrics.suite import compute_replicates, prepare
 
 
 def test_age_bands_and_light_dark():
@@ -76,11 +92,14 @@ def test_group_values_and_gaps_match_sklearn_on_the_subsets(grouped):
             assert gap["value"] == pytest.approx(expected - reference(rest)[metric], abs=1e-9), (metric, group)
             assert gap["higher_is_better"] is None
             values.setdefault(metric, []).append(expected)
-    for metric, per_group in values.items():
-        spread = result[f"subgroup.site.{metric}.gap"]
-        assert spread["value"] == pytest.approx(max(per_group) - min(per_group), abs=1e-9)
-        assert spread["higher_is_better"] is False
-        assert spread["ci_low"] <= spread["value"] <= spread["ci_high"]
+    for metric in values:
+        assert f"subgroup.site.{metric}.gap" not in result  # no max - min gap any more
+        gaps = {g: result[f"subgroup.site.{metric}.gap.{g}"] for g in ("north", "south", "east")}
+        worst = min(gaps, key=lambda g: gaps[g]["value"])  # every metric here is higher-is-better
+        entry = result[f"subgroup.site.{metric}.worst_gap"]
+        assert entry == {**gaps[worst], "group": worst}  # that group's gap, CI and all, and its name
+        assert entry["higher_is_better"] is None
+        assert entry["ci_low"] <= entry["value"] <= entry["ci_high"]
     assert result["subgroup.site.binary.auc.north"]["higher_is_better"] is True
     assert not any(".unknown" in name for name in result)
 
@@ -91,7 +110,7 @@ def test_small_group_is_nan_with_a_reason_and_left_out_of_the_spread(grouped):
     assert np.isnan(entry["value"]) and np.isnan(entry["ci_low"])
     assert entry["reason"] == "group 'tiny' has 20 images, fewer than the minimum 30"
     assert np.isnan(result["subgroup.site.binary.auc.gap.tiny"]["value"])
-    assert np.isfinite(result["subgroup.site.binary.auc.gap"]["value"])
+    assert np.isfinite(result["subgroup.site.binary.auc.worst_gap"]["value"])
 
 
 def test_single_class_group_and_all_unknown_attribute_give_nan_and_reasons(make_config):
@@ -107,5 +126,255 @@ def test_single_class_group_and_all_unknown_attribute_give_nan_and_reasons(make_
     assert np.isnan(female["value"]) and female["reason"] == "group 'female' holds only class 'benign'"
     assert np.isnan(result["subgroup.sex.binary.specificity.gap.male"]["value"])  # its rest is one class
     assert "holds only class" in result["subgroup.sex.binary.specificity.gap.male"]["reason"]
-    spread = result["subgroup.source.binary.auc.gap"]
-    assert np.isnan(spread["value"]) and spread["reason"].startswith("fewer than two groups")
+    worst = result["subgroup.source.binary.auc.worst_gap"]
+    assert np.isnan(worst["value"]) and worst["reason"] == "no group of 'source' (every value is missing)"
+    # sex: female is single-class, so no gap of either group is defined
+    worst = result["subgroup.sex.binary.specificity.worst_gap"]
+    assert np.isnan(worst["value"]) and worst["reason"].startswith("no group's gap to the rest is defined")
+
+
+# --- the worst group's gap -------------------------------------------------------------------
+
+
+def test_worst_gap_picks_the_worst_defined_group_in_the_metric_direction():
+    rows = lambda *v: np.array(v, dtype=float)  # noqa: E731  (row 0 = point, then "replicates")
+    replicates = {
+        "subgroup.tone.binary.auc.gap.light": rows(0.04, 0.05, 0.03),
+        "subgroup.tone.binary.auc.gap.dark": rows(-0.07, -0.02, -0.09),
+        "subgroup.tone.binary.auc.gap.brown": rows(np.nan, np.nan, np.nan),  # undefined: not a candidate
+        "subgroup.tone.binary.auc.gap.olive": rows(-0.01, 0.0, -0.02),
+        "subgroup.tone.binary.ece.gap.light": rows(-0.02, -0.01, -0.03),
+        "subgroup.tone.binary.ece.gap.dark": rows(0.03, 0.01, 0.05),
+        "subgroup.tone.support.nv.gap.dark": rows(5.0, 4.0, 6.0),
+        "subgroup.tone.binary.auc.dark": rows(0.7, 0.71, 0.69),  # a group value, not a gap
+    }
+    n = {name: 10 * (i + 1) for i, name in enumerate(replicates)}
+    reasons = {"subgroup.tone.binary.auc.gap.dark": "CI from the 990 of 1000 resamples where the metric is defined"}
+    groups: dict[str, str] = {}
+    directions = {"binary.auc": True, "binary.ece": False, "support.nv": None}
+    add_worst_gaps(replicates, n, reasons, groups, directions.__getitem__)
+    # higher-is-better: the lowest gap; its rows are that group's rows, unchanged
+    np.testing.assert_array_equal(replicates["subgroup.tone.binary.auc.worst_gap"], rows(-0.07, -0.02, -0.09))
+    assert groups["subgroup.tone.binary.auc.worst_gap"] == "dark"
+    assert n["subgroup.tone.binary.auc.worst_gap"] == n["subgroup.tone.binary.auc.gap.dark"]
+    assert reasons["subgroup.tone.binary.auc.worst_gap"] == reasons["subgroup.tone.binary.auc.gap.dark"]
+    # lower-is-better: the highest gap
+    np.testing.assert_array_equal(replicates["subgroup.tone.binary.ece.worst_gap"], rows(0.03, 0.01, 0.05))
+    assert groups["subgroup.tone.binary.ece.worst_gap"] == "dark"
+    # no direction: no worst group
+    assert np.isnan(replicates["subgroup.tone.support.nv.worst_gap"]).all()
+    assert "no better direction" in reasons["subgroup.tone.support.nv.worst_gap"]
+    assert "subgroup.tone.support.nv.worst_gap" not in groups
+
+    # called again on (say) seed-averaged replicates, it re-picks on the new point estimate
+    replicates["subgroup.tone.binary.auc.gap.olive"] = rows(-0.08, -0.05, -0.1)
+    add_worst_gaps(replicates, n, reasons, groups, directions.__getitem__)
+    assert groups["subgroup.tone.binary.auc.worst_gap"] == "olive"
+    np.testing.assert_array_equal(replicates["subgroup.tone.binary.auc.worst_gap"], rows(-0.08, -0.05, -0.1))
+    assert "subgroup.tone.binary.auc.worst_gap" not in reasons  # olive's gap has no reason
+
+
+def test_gap_rows_equal_group_minus_rest_by_sklearn_with_bootstrap_weights():
+    """Every row (point, bootstrap, jackknife) of a gap is the weighted AUC of the group minus that
+    of the rest, each image weighted by its lesion's draw count in that row (sklearn, independently)."""
+    rng = np.random.default_rng(5)
+    n = 48
+    lesions = np.repeat(np.arange(30), 2)[:n]
+    y = rng.integers(0, 2, n)
+    score = np.clip(0.35 * y + 0.65 * rng.random(n), 0, 1)
+    tone = np.where(lesions % 3 == 0, "dark", np.where(lesions % 3 == 1, "light", "unknown"))
+    predictions = prepare("binary", y, np.c_[1 - score, score])
+    resamples = draw_resamples(lesions, 20, seed=3)
+    result = subgroup_replicates(
+        "tone", tone, ["binary.auc"], lambda seg, k, names: compute_replicates(predictions, resamples, names, seg, k),
+        {"binary": (predictions.malignant, ("benign", "malignant"))}, min_size=5, n_rows=resamples.n_rows,
+    )
+    weights = np.ones((n, resamples.n_rows))
+    weights[:, 1:21] = resamples.counts[resamples.cluster_index]
+    for j in range(resamples.n_clusters):
+        weights[resamples.cluster_index == j, 21 + j] = 0.0
+
+    def auc(mask, row):
+        w = weights[mask, row]
+        keep = w > 0
+        return sk.roc_auc_score(y[mask][keep], score[mask][keep], sample_weight=w[keep])
+
+    dark, light = tone == "dark", tone == "light"
+    for row in [0, 1, 7, 20, 21, 40, resamples.n_rows - 1]:
+        expected = auc(dark, row) - auc(light, row)  # the rest of "dark" is "light": unknown is in no rest
+        assert result.values["subgroup.tone.binary.auc.gap.dark"][row] == pytest.approx(expected, abs=1e-12), row
+        assert result.values["subgroup.tone.binary.auc.dark"][row] == pytest.approx(auc(dark, row), abs=1e-12)
+    worst = "dark" if result.values["subgroup.tone.binary.auc.gap.dark"][0] < 0 else "light"
+    assert result.groups["subgroup.tone.binary.auc.worst_gap"] == worst
+    np.testing.assert_array_equal(result.values["subgroup.tone.binary.auc.worst_gap"],
+                                  result.values[f"subgroup.tone.binary.auc.gap.{worst}"])
+
+
+# --- the heterogeneity permutation test -----------------------------------------------------
+
+
+def test_heterogeneity_statistic_and_p_value_by_hand():
+    """Six one-image lesions, A = errors (1, 1, 0), B = (0, 0, 0). Overall rate 1/3, A 2/3, B 0:
+    statistic = (3 (1/3)^2 + 3 (1/3)^2) / 6 = 1/9. Of the 20 equally likely ways to label three
+    lesions A, the two errors share a group in 8 (statistic 1/9) and are split in 12 (statistic 0),
+    so the exact permutation p is 8/20 = 0.4."""
+    errors = np.array([1.0, 1.0, 0.0, 0.0, 0.0, 0.0])
+    groups = np.array(["A", "A", "A", "B", "B", "B"], dtype=object)
+    test = heterogeneity_test(errors, groups, np.arange(6), 20000, seed=1, min_size=1)
+    assert test["statistic"] == pytest.approx(1 / 9)
+    assert test["p_value"] == pytest.approx(0.4, abs=0.015)  # Monte Carlo SE 0.0035
+    assert test["n_permutations"] == 20000 and test["n"] == 6 and test["reason"] is None
+    # the smallest possible p: every permuted statistic below the observed one
+    errors = np.r_[np.ones(6), np.zeros(6)]
+    test = heterogeneity_test(errors, np.array(["A"] * 6 + ["B"] * 6, dtype=object), np.arange(12), 99, 0, 1)
+    assert test["statistic"] == pytest.approx(0.25)
+    assert test["p_value"] == pytest.approx((1 + 99 * 2 / 924) / 100, abs=0.03)  # 2 of C(12,6) splits tie
+
+
+def exact_permutation_p(errors, groups, clusters):
+    """Enumerate every distinct relabelling of the lesions (plain Python, no benchbox code)."""
+    lesions = list(dict.fromkeys(clusters))
+    label = {c: next(g for g, cc in zip(groups, clusters) if cc == c) for c in lesions}
+    size = {c: sum(cc == c for cc in clusters) for c in lesions}
+    err = {c: sum(e for e, cc in zip(errors, clusters) if cc == c) for c in lesions}
+    total, mean = sum(size.values()), sum(err.values()) / sum(size.values())
+
+    def statistic(assign):
+        out = 0.0
+        for g in set(assign.values()):
+            n_g = sum(size[c] for c in lesions if assign[c] == g)
+            e_g = sum(err[c] for c in lesions if assign[c] == g) / n_g
+            out += n_g * (e_g - mean) ** 2
+        return out / total
+
+    observed = statistic(label)
+    perms = set(itertools.permutations([label[c] for c in lesions]))
+    stats = [statistic(dict(zip(lesions, p))) for p in perms]
+    return observed, sum(s >= observed - 1e-12 for s in stats) / len(stats)
+
+
+def test_heterogeneity_is_lesion_level_with_fractional_errors_and_matches_exact_enumeration():
+    # 7 lesions, 11 images; errors are means over seeds (fractional); lesion 2's second image says
+    # "B" but the lesion counts as "A" (its first image); the "C" group is under min_size; NaN-group
+    # images are left out
+    clusters = np.array([0, 0, 1, 2, 2, 3, 4, 4, 5, 6, 7])
+    groups = np.array(["A", "A", "A", "A", "B", "B", "B", "B", "B", "C", "unknown"], dtype=object)
+    errors = np.array([1.0, 2 / 3, 1.0, 1 / 3, 0.0, 0.0, 1 / 3, 0.0, 2 / 3, 1.0, 1.0])
+    observed, exact = exact_permutation_p(errors[:9], ["A"] * 5 + ["B"] * 4, clusters[:9])
+    test = heterogeneity_test(errors, groups, clusters, 20000, seed=2, min_size=2)
+    assert test["n"] == 9
+    assert test["statistic"] == pytest.approx(observed)
+    assert test["p_value"] == pytest.approx(exact, abs=0.015)
+    # taking each image's own group (lesion 2 split across A and B) would give another statistic
+    by_image, _ = exact_permutation_p(errors[:9], list(groups[:9]), list(range(9)))
+    assert test["statistic"] != pytest.approx(by_image)
+
+
+def test_heterogeneity_without_two_groups_is_nan_with_a_reason_and_is_fast():
+    test = heterogeneity_test(np.zeros(40), np.array(["A"] * 35 + ["B"] * 5, dtype=object), np.arange(40), 100, 0, 10)
+    assert np.isnan(test["p_value"]) and test["reason"] == "fewer than two groups with >= 10 images (A: 35, B: 5)"
+    rng = np.random.default_rng(0)
+    lesions = np.repeat(np.arange(1300), 2)[:2000]
+    groups = rng.choice(list("abcdef"), 1300)[lesions]
+    start = time.perf_counter()
+    test = heterogeneity_test(rng.random(2000) < 0.2, groups, lesions, 2000, 0, 30)
+    assert time.perf_counter() - start < 1.0
+    assert 0 < test["p_value"] <= 1
+
+
+def test_heterogeneity_entries_from_prediction_errors(random_multiclass, make_config):
+    y, proba, lesions = random_multiclass(4, n=300)
+    tone = np.random.default_rng(44).choice(["light", "dark", "unknown"], size=len(y))
+    predictions = prepare("multiclass", y, proba, 0.4)
+    errors = prediction_errors(predictions)
+    np.testing.assert_array_equal(errors["multiclass"], proba.argmax(axis=1) != y)
+    malignant = np.isin(y, MALIGNANT_INDICES)
+    np.testing.assert_array_equal(errors["binary"], (proba[:, list(MALIGNANT_INDICES)].sum(axis=1) >= 0.4) != malignant)
+    entries = heterogeneity_entries({"tone": tone}, errors, lesions, 500, 0, 30)
+    assert set(entries) == {"subgroup.tone.binary.heterogeneity_p", "subgroup.tone.multiclass.heterogeneity_p"}
+    entry = entries["subgroup.tone.multiclass.heterogeneity_p"]
+    expected = heterogeneity_test(errors["multiclass"], tone, lesions, 500, 0, 30)
+    assert entry["value"] == expected["p_value"] and entry["n"] == (tone != "unknown").sum()
+    assert np.isnan(entry["ci_low"]) and np.isnan(entry["ci_high"])
+    assert entry["ci_method"] is None and entry["higher_is_better"] is None and entry["reason"] is None
+    assert make_config(10).higher_is_better("subgroup.tone.multiclass.heterogeneity_p") is None
+
+
+# --- every interval contains its estimate ------------------------------------------------------
+
+
+def test_every_subgroup_interval_contains_its_estimate(random_multiclass, make_config):
+    """Random prediction sets of several sizes, group structures and both tasks (the issue's
+    counter-examples were max - min gaps whose CI missed the estimate, e.g. near-ceiling specificity)."""
+    rng = np.random.default_rng(2024)
+    checked = 0
+    for trial in range(60):
+        n = int(rng.choice([120, 250, 500, 900]))
+        task = "multiclass" if trial % 2 else "binary"
+        y, proba, lesions = random_multiclass(100 + trial, n=n, n_classes=7)
+        if task == "binary":
+            y = np.isin(y, MALIGNANT_INDICES).astype(int)
+            strength = rng.uniform(0.5, 4.0)
+            score = 1 / (1 + np.exp(-(rng.normal(size=n) + strength * (2 * y - 1) - rng.uniform(-1, 3))))
+            proba = np.c_[1 - score, score]  # trials with a high offset: specificity near 1
+        n_groups = int(rng.integers(2, 7))
+        shares = rng.dirichlet(np.full(n_groups, rng.uniform(0.3, 3.0)))
+        groups = np.array([f"g{i}" for i in range(n_groups)] + ["unknown"], dtype=object)
+        tone = rng.choice(groups, size=n, p=np.r_[0.95 * shares, 0.05])
+        method = "percentile" if trial % 3 == 0 else "bca"
+        result = evaluate(task, y, proba, lesions, {"tone": tone}, threshold=0.5,
+                          config=make_config(150, method=method, seed=trial))
+        for name, entry in result.items():
+            if name.startswith("subgroup.") and np.isfinite(entry["ci_low"]):
+                assert entry["ci_low"] <= entry["value"] <= entry["ci_high"], (trial, name, entry)
+                checked += 1
+    assert checked > 1500
+
+
+# --- power and false positives (issue 16, 2(a)) -------------------------------------------------
+
+
+def _simulate_skin_tones(rng, planted_drop, n_lesions=450):
+    """Binary predictions on 1-2 images per lesion, three skin-tone groups drawn per lesion;
+    "dark" has a weaker score-label separation (a lower AUC) by `planted_drop` on the logit scale."""
+    per_lesion = rng.integers(1, 3, n_lesions)
+    lesion = np.repeat(np.arange(n_lesions), per_lesion)
+    tone = rng.choice(["light", "intermediate", "dark"], n_lesions, p=[0.5, 0.3, 0.2])[lesion]
+    y = (rng.random(n_lesions) < 0.3).astype(int)[lesion]
+    separation = np.where(tone == "dark", 2.2 - planted_drop, 2.2)
+    logit = -1.1 + separation * y + rng.normal(size=len(y)) + 0.5 * rng.normal(size=n_lesions)[lesion]
+    score = 1 / (1 + np.exp(-logit))
+    return y, np.c_[1 - score, score], np.array([f"L{i}" for i in lesion]), tone
+
+
+def flag_rates(planted_drop: float, replicates: int, seed: int, make_config) -> tuple[float, float, float]:
+    """(share with worst_gap CI excluding 0, share with heterogeneity p < 0.05, mean true AUC gap)."""
+    config = make_config(200)
+    boards = {k: dataclasses.replace(b, subgroup_metrics=("binary.auc",)) for k, b in config.boards.items()}
+    config = dataclasses.replace(config, boards=MappingProxyType(boards))
+    rng = np.random.default_rng(seed)
+    by_ci, by_test, auc_gap = [], [], []
+    for r in range(replicates):
+        y, proba, lesions, tone = _simulate_skin_tones(rng, planted_drop)
+        result = evaluate("binary", y, proba, lesions, {"tone": tone}, config=config, metrics=["binary.auc"])
+        worst = result["subgroup.tone.binary.auc.worst_gap"]
+        by_ci.append(worst["ci_low"] > 0 or worst["ci_high"] < 0)
+        errors = prediction_errors(prepare("binary", y, proba))
+        p = heterogeneity_entries({"tone": tone}, errors, lesions, 1000, r, 30)["subgroup.tone.binary.heterogeneity_p"]
+        by_test.append(p["value"] < 0.05)
+        auc_gap.append(result["subgroup.tone.binary.auc.gap.dark"]["value"])
+    return float(np.mean(by_ci)), float(np.mean(by_test)), float(np.mean(auc_gap))
+
+
+def test_a_planted_skin_tone_gap_is_flagged_and_no_gap_rarely_is(make_config):
+    replicates = 400
+    ci_power, test_power, planted_gap = flag_rates(1.4, replicates, seed=16, make_config=make_config)
+    ci_false, test_false, null_gap = flag_rates(0.0, replicates, seed=17, make_config=make_config)
+    print(f"planted dark-group AUC gap {planted_gap:.3f}: worst_gap CI excludes 0 in {ci_power:.1%}, "
+          f"heterogeneity p < 0.05 in {test_power:.1%}; no gap ({null_gap:.3f}): {ci_false:.1%} and {test_false:.1%}")
+    assert ci_power >= 0.8 and test_power >= 0.8
+    assert abs(null_gap) < 0.01
+    # a valid level-0.05 test flags ~5%; 400 replicates give a binomial SE of 1.1 points
+    assert test_false <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / replicates)
+    # the worst of three groups is chosen after looking, so its CI alone errs more often
+    assert ci_false <= 0.15

@@ -13,7 +13,6 @@ from benchbox.reports.boards import (
     format_number,
     is_better,
     leaderboard_table,
-    parse_subgroups,
     sort_methods,
 )
 from benchbox.reports.runfolder import Job, Metric, Run
@@ -50,9 +49,9 @@ def test_is_better_respects_order_direction_and_holm(a, diff, higher, p_holm, me
     assert is_better(comparison, method, higher) is expected
 
 
-def _run(values: dict[str, float], comparisons: list[dict], higher: bool = True) -> Run:
+def _run(values: dict[str, float], comparisons: list[dict], metric: str = "mcc", higher: bool = True) -> Run:
     jobs = [Job(method=m, seed=0, status="done", error=None, folder=Path(m), task="multiclass",
-                metrics={"mcc": Metric(v, v - 0.05, v + 0.05, 100, higher)}) for m, v in values.items()]
+                metrics={metric: Metric(v, v - 0.05, v + 0.05, 100, higher)}) for m, v in values.items()]
     return Run(folder=Path("run"), info={}, jobs=jobs, comparisons=comparisons)
 
 
@@ -75,17 +74,25 @@ def test_no_mark_when_the_significant_difference_favours_the_lower_row():
     assert [r[-1].strip() for r in rows] == ["0.010", "<0.001 †", ""]
 
 
-def test_parse_subgroups_splits_dotted_metric_and_dotted_group_names():
-    m = Metric(0.1, 0.0, 0.2)
-    parsed = parse_subgroups({
-        "binary.auc": m,
-        "subgroup.age_band.binary.auc.30.0-45.0": m,
-        "subgroup.age_band.binary.auc.gap.30.0-45.0": Metric(0.05, 0.01, 0.09),
-        "subgroup.age_band.binary.auc.gap": Metric(0.2, 0.1, 0.3),
-        "subgroup.sex.mcc.female": m,
-        "mcc": m,
-    })
-    age = parsed[("age_band", "binary.auc")]
-    assert age.groups == ["30.0-45.0"] and age.gaps["30.0-45.0"].value == 0.05 and age.spread.value == 0.2
-    assert parsed[("sex", "mcc")].values == {"female": m}
-    assert set(parsed) == {("age_band", "binary.auc"), ("sex", "mcc")}
+def test_ranks_are_shared_where_the_paired_tests_do_not_separate_methods():
+    # a beats c and d; b beats d; nothing else is significant
+    names = ["a", "b", "c", "d"]
+    significant = {("a", "c"), ("a", "d"), ("b", "d")}
+    comparisons = [{"board": "binary", "metric": "binary.auc", "a": x, "b": y, "diff": 0.05,
+                    "p_holm": 0.001 if (x, y) in significant else 0.4, "test": "seed-aware t"}
+                   for i, x in enumerate(names) for y in names[i + 1:]]
+    board = next(b for b in board_definitions() if b.name == "binary")
+    table = leaderboard_table(_run({"a": 0.8, "b": 0.75, "c": 0.7, "d": 0.6}, comparisons, "binary.auc"), board)
+    rows = [[c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()[2:]]
+    assert [(r[0], r[1]) for r in rows] == [("1–2", "a"), ("1–3", "b"), ("2–4", "c"), ("3–4", "d")]
+    header = [c.strip() for c in table.splitlines()[0].split("|")[1:-1]]
+    assert len(header) - 2 <= 7  # at most seven columns besides rank and method
+
+
+def test_a_method_that_beats_every_other_ranks_alone():
+    comparisons = [{"board": "binary", "metric": "binary.auc", "a": "a", "b": other, "diff": 0.2, "p_holm": 0.001}
+                   for other in ("b", "c")]
+    comparisons.append({"board": "binary", "metric": "binary.auc", "a": "b", "b": "c", "diff": 0.01, "p_holm": 0.9})
+    board = next(b for b in board_definitions() if b.name == "binary")
+    table = leaderboard_table(_run({"a": 0.9, "b": 0.7, "c": 0.69}, comparisons, "binary.auc"), board)
+    assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["1", "2–3", "2–3"]

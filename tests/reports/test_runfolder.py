@@ -32,14 +32,19 @@ def test_reads_every_job_and_metric(tmp_path):
     assert len(run.comparisons) == 10 + 3
 
 
-def test_several_seeds_average_value_and_ci_bounds(tmp_path):
+def test_several_seeds_read_the_method_level_file_and_keep_per_seed_values(tmp_path):
     run_dir = build_run(tmp_path, seeds=(0, 1, 2), methods=("msfa",), failed=())
     raws = [json.loads((run_dir / "msfa" / f"seed{s}" / "metrics.json").read_text())["metrics"]["auc_macro"]
             for s in range(3)]
     metric = read_run(run_dir).method_metrics("msfa")["auc_macro"]
     assert metric.value == pytest.approx(np.mean([r["value"] for r in raws]), abs=1e-15)
-    assert metric.ci_low == pytest.approx(np.mean([r["ci_low"] for r in raws]), abs=1e-15)
+    assert metric.per_seed == tuple(r["value"] for r in raws)
+    # wider than the mean per-seed interval: the seeds' spread is part of it
+    assert metric.ci_low < np.mean([r["ci_low"] for r in raws]) and metric.ci_high > np.mean([r["ci_high"] for r in raws])
     assert len({r["value"] for r in raws}) == 3
+    (run_dir / "msfa" / "metrics.json").unlink()
+    with pytest.raises(BenchboxError, match=r"msfa/metrics.json is missing: msfa has 3 finished seeds"):
+        read_run(run_dir).method_metrics("msfa")
 
 
 def test_broken_run_folders_raise_benchbox_errors_naming_the_file(tmp_path):
