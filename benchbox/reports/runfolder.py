@@ -189,3 +189,15 @@ def read_run(run_dir: str | Path) -> Run:
     comparisons_path = folder / "comparisons.json"
     comparisons = _read_json(comparisons_path) if comparisons_path.exists() else []
     return Run(folder=folder, info=info, jobs=jobs, comparisons=comparisons)
+
+
+def intervals_missing_their_estimate(run_dir: str | Path) -> list[str]:
+    """Every `file: metric` of a run folder (each seed's and each method's metrics.json, subgroups
+    included) whose interval does not contain its value; empty for a sound run."""
+    problems = []
+    for path in sorted(Path(run_dir).glob("*/**/metrics.json")):
+        for name, entry in _read_json(path).get("metrics", {}).items():
+            value, low, high = (_number(entry.get(k)) for k in ("value", "ci_low", "ci_high"))
+            if math.isfinite(low) and math.isfinite(high) and not low <= value <= high:
+                problems.append(f"{path.relative_to(run_dir)}: {name} = {value!r} outside [{low!r}, {high!r}]")
+    return problems
