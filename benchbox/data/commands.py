@@ -34,6 +34,12 @@ def register(subparsers) -> None:
         metavar="S",
         help="plant a hair/ruler/ink association with malignancy, 0 (none) to 1 (exact); default: none",
     )
+    synth.add_argument(
+        "--difficulty",
+        choices=("default", "easy"),
+        default=None,
+        help="easy: a clearly stronger class signal, for quick checks with tiny models (default: default)",
+    )
     synth.set_defaults(func=run_synth)
 
     info = commands.add_parser("info", help="counts per class, lesion, source and skin tone, and what is missing")
@@ -47,7 +53,12 @@ def run_synth(args) -> int:
 
     options = {
         key: value
-        for key, value in (("n_lesions", args.n_lesions), ("size", args.size), ("artefact_correlation", args.artefact_correlation))
+        for key, value in (
+            ("n_lesions", args.n_lesions),
+            ("size", args.size),
+            ("artefact_correlation", args.artefact_correlation),
+            ("difficulty", args.difficulty),
+        )
         if value is not None
     }
     start = time.perf_counter()

@@ -4,13 +4,17 @@ ITA = arctan((L* - 50) / b*) * 180 / pi, computed per skin pixel in CIELAB (D65)
 by the median, which ignores hair, ink and vignette pixels as long as they are a minority.
 Skin pixels lie inside the image's inscribed circle (dermoscopes blacken the corners) and
 outside the lesion mask dilated by a margin (so the lesion's blurry rim is not counted as skin)
-or, without a mask, in an outer ring.
+or, without a mask, in an outer ring. The colour conversion and the angle use portable_math and
+explicit sums instead of numpy's CPU-dispatched power/cbrt/arctan2 and BLAS, so an image's skin
+tone category is the same on every machine.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy import ndimage
+
+from . import portable_math as pm
 
 # (name, lower bound in degrees), from lightest to darkest; the standard six categories.
 ITA_CATEGORIES = (
@@ -29,12 +33,21 @@ _RGB_TO_XYZ = np.array(
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 
 
+def _srgb_to_linear(srgb: np.ndarray) -> np.ndarray:
+    return np.where(srgb <= 0.04045, srgb / 12.92, pm.power((srgb + 0.055) / 1.055, 2.4))
+
+
+_LINEAR_OF_UINT8 = _srgb_to_linear(np.arange(256) / 255.0)
+
+
 def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
-    """uint8 sRGB (..., 3) to CIELAB (..., 3) under D65."""
-    srgb = rgb.astype(np.float64) / 255.0
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    xyz = linear @ _RGB_TO_XYZ.T / _D65_WHITE
-    f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+    """uint8 sRGB (..., 3) to CIELAB (..., 3) under D65 (other dtypes: sRGB in 0..255)."""
+    rgb = np.asarray(rgb)
+    linear = _LINEAR_OF_UINT8[rgb] if rgb.dtype == np.uint8 else _srgb_to_linear(rgb.astype(np.float64) / 255.0)
+    xyz = np.stack(  # linear @ _RGB_TO_XYZ.T, summed in a fixed order
+        [linear[..., 0] * m[0] + linear[..., 1] * m[1] + linear[..., 2] * m[2] for m in _RGB_TO_XYZ], axis=-1
+    ) / _D65_WHITE
+    f = np.where(xyz > (6 / 29) * (6 / 29) * (6 / 29), pm.cbrt(xyz), xyz / (3 * (6 / 29) * (6 / 29)) + 4 / 29)
     lightness = 116 * f[..., 1] - 16
     a = 500 * (f[..., 0] - f[..., 1])
     b = 200 * (f[..., 1] - f[..., 2])
@@ -44,7 +57,7 @@ def rgb_to_lab(rgb: np.ndarray) -> np.ndarray:
 def skin_region(height: int, width: int, mask: np.ndarray | None) -> np.ndarray:
     """Boolean map of the pixels treated as skin (see the module docstring)."""
     yy, xx = np.mgrid[:height, :width]
-    radius = np.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / (min(height, width) / 2)
+    radius = pm.hypot(yy - (height - 1) / 2, xx - (width - 1) / 2) / (min(height, width) / 2)
     inside_field = radius <= 0.98
     if mask is not None and mask.any():
         margin = max(1, round(0.03 * min(height, width)))
@@ -57,7 +70,7 @@ def skin_region(height: int, width: int, mask: np.ndarray | None) -> np.ndarray:
 def ita_degrees(image: np.ndarray, mask: np.ndarray | None = None) -> float:
     """Median ITA (degrees) over the skin pixels of one uint8 H x W x 3 image."""
     lab = rgb_to_lab(image[skin_region(*image.shape[:2], mask)])
-    angles = np.degrees(np.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
+    angles = pm.degrees(pm.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
     return float(np.median(angles))
 
 

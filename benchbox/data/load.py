@@ -1,5 +1,6 @@
-"""Turn a dataset spec (`synthderm`, `synthderm:DIR`, `ham10000:DIR`, `isic2018:DIR`, `csv:FILE`)
-into a loaded Dataset."""
+"""Turn a dataset spec (`synthderm`, `synthderm-easy`, `synthderm:DIR`, `ham10000:DIR`, `isic2018:DIR`,
+`csv:FILE`) into a loaded Dataset. `synthderm-easy` is the built-in generator's easy variant (600
+lesions), small and clearly learnable, for the CI regression gate's tiny models."""
 
 from __future__ import annotations
 
@@ -12,36 +13,60 @@ from ..errors import BenchboxError
 from ..paths import cache_dir
 from .dataset import Dataset
 
-DATASET_KINDS = ("synthderm", "ham10000", "isic2018", "csv")
+DATASET_KINDS = ("synthderm", "synthderm-easy", "ham10000", "isic2018", "csv")
+BUILT_IN = ("synthderm", "synthderm-easy")  # the kinds that may omit the path
 DEFAULT_SYNTHDERM_SEED = 0
+EASY_SYNTHDERM = dict(n_lesions=600, size=128, seed=0, difficulty="easy")
+GENERATOR_SOURCES = ("synthderm.py", "portable_math.py")
+
+
+def _generator_hash() -> str:
+    digest = hashlib.sha256()
+    for name in GENERATOR_SOURCES:
+        digest.update((Path(__file__).parent / name).read_bytes())
+    return digest.hexdigest()[:12]
 
 
 def default_synthderm_dir() -> Path:
-    """The built-in dataset, generated on first use into the cache; keyed by the generator's source,
-    so a changed generator never serves a stale dataset."""
-    generator = hashlib.sha256((Path(__file__).parent / "synthderm.py").read_bytes()).hexdigest()[:12]
-    return cache_dir() / "synthderm" / f"default-{generator}-seed{DEFAULT_SYNTHDERM_SEED}"
+    """The built-in dataset, generated on first use into the cache; keyed by the generator's source
+    (synthderm.py and the portable_math it renders with), so a changed generator never serves a
+    stale dataset."""
+    return cache_dir() / "synthderm" / f"default-{_generator_hash()}-seed{DEFAULT_SYNTHDERM_SEED}"
 
 
-def ensure_default_synthderm() -> Path:
+def easy_synthderm_dir() -> Path:
+    """Like default_synthderm_dir, for `synthderm-easy`."""
+    e = EASY_SYNTHDERM
+    return cache_dir() / "synthderm" / f"easy-{_generator_hash()}-seed{e['seed']}-n{e['n_lesions']}-{e['size']}px"
+
+
+def _ensure_generated(root: Path, **options) -> Path:
     from .synthderm import generate
 
-    root = default_synthderm_dir()
     root.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(root) + ".lock"):  # two processes starting at once generate it once
         if not (root / "HAM10000_metadata.csv").exists():
-            generate(root, seed=DEFAULT_SYNTHDERM_SEED)
+            generate(root, **options)
     return root
 
 
+def ensure_default_synthderm() -> Path:
+    return _ensure_generated(default_synthderm_dir(), seed=DEFAULT_SYNTHDERM_SEED)
+
+
+def ensure_easy_synthderm() -> Path:
+    return _ensure_generated(easy_synthderm_dir(), **EASY_SYNTHDERM)
+
+
 def parse_spec(spec: str) -> tuple[str, Path | None]:
-    """Split 'kind:PATH'; only synthderm may omit the path."""
+    """Split 'kind:PATH'; only the built-in synthderm and synthderm-easy may omit the path."""
     kind, _, path = spec.partition(":")
     if kind not in DATASET_KINDS:
         raise BenchboxError(
-            f"unknown dataset {spec!r}: use synthderm, synthderm:DIR, ham10000:DIR, isic2018:DIR or csv:FILE."
+            f"unknown dataset {spec!r}: use synthderm, synthderm-easy, synthderm:DIR, ham10000:DIR, isic2018:DIR "
+            "or csv:FILE."
         )
-    if not path and kind != "synthderm":
+    if not path and kind not in BUILT_IN:
         raise BenchboxError(f"dataset {spec!r} needs a path: {kind}:PATH")
     if path and not Path(path).exists():
         raise BenchboxError(f"dataset {spec!r}: {path} does not exist.")
@@ -52,10 +77,13 @@ def load_dataset(spec: str, only_present: bool = False, on_bad_image: str = "fai
     """Load a dataset by spec (see the module docstring), checked, hashed and with skin tones."""
     kind, path = parse_spec(spec)
     options = dict(only_present=only_present, on_bad_image=on_bad_image, progress=progress)
-    if kind in ("synthderm", "ham10000"):
+    if kind in ("synthderm", "synthderm-easy", "ham10000"):
         from .ham10000 import load_ham10000
 
-        root = path if path is not None else ensure_default_synthderm()
+        if path is not None:
+            root = path
+        else:
+            root = ensure_easy_synthderm() if kind == "synthderm-easy" else ensure_default_synthderm()
         return load_ham10000(root, name=kind, **options)
     if kind == "isic2018":
         from .isic2018 import load_isic2018

@@ -61,10 +61,16 @@ so a lesion's images do not depend on the order or the process that renders them
 
 Defaults (1,500 lesions, about 2,100 images, 128 px): enough images per class for a quick
 profile to learn and to evaluate every class (>= 80 images of the rarest), small enough to
-generate in well under a minute on two CPU cores (about 22 CPU-seconds) and to train on in
+generate in well under a minute on two CPU cores (about 24 CPU-seconds) and to train on in
 minutes. Files are written with PIL (JPEG quality 90, no EXIF; PNG without timestamps), so equal
-arguments give byte-identical files. The dataset is written into a hidden sibling folder and
-renamed into place at the end, so an interrupted generation never leaves a partial dataset.
+arguments give byte-identical files, on any CPU: every pixel-affecting transcendental function
+comes from portable_math (exact IEEE operations in a fixed order) and colour matrices are applied
+as explicit sums, because numpy's SIMD exp/log/pow/... and BLAS differ in the last bits between
+AVX-512, AVX2 and other machines, enough to flip pixels and so the dataset hash.
+`difficulty="easy"` (the `synthderm-easy` dataset) keeps the plans but removes the mimics and
+narrows the class ranges (see EASY_PULL), for quick gates with tiny models. The dataset is
+written into a hidden sibling folder and renamed into place at the end, so an interrupted
+generation never leaves a partial dataset.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ from tqdm import tqdm
 
 from ..errors import BenchboxError
 from ..labels import CLASSES, MALIGNANT_CLASSES
+from . import portable_math as pm
 
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_DIR = "HAM10000_images_part_1"
@@ -221,6 +228,24 @@ CONFUSABLE = {
 }
 MIMIC_PARAM_SHARE = 0.8
 
+# difficulty="easy", for quick regression checks with tiny models: no mimics, every appearance
+# range shrunk by EASY_PULL toward its centre and every presence probability moved by EASY_PULL
+# toward 0 or 1 (whichever is nearer), melanin tint scaled by 1 - EASY_PULL, and full lesion
+# contrast on every skin tone.
+DIFFICULTIES = ("default", "easy")
+EASY_PULL = 0.75
+
+
+def _easy_range(spec: tuple) -> tuple:
+    if len(spec) == 3:
+        presence = spec[0]
+        return (presence + EASY_PULL * (float(presence >= 0.5) - presence), *_easy_range(spec[1:]))
+    centre, half_width = (spec[0] + spec[1]) / 2, (spec[1] - spec[0]) / 2 * (1 - EASY_PULL)
+    return (centre - half_width, centre + half_width)
+
+
+EASY_LOOKS = {dx: {name: _easy_range(spec) for name, spec in look.items()} for dx, look in LOOKS.items()}
+
 # Absorbance per unit density in linear R, G, B.
 ABSORB_MELANIN = np.array([0.72, 0.98, 1.25])
 ABSORB_DERMAL = np.array([1.25, 0.95, 0.55])
@@ -263,6 +288,7 @@ class LesionPlan:
     skin_a: float
     skin_b: float
     views: tuple[View, ...]
+    difficulty: str = "default"
 
     @property
     def lesion_id(self) -> str:
@@ -280,6 +306,7 @@ def generate(
     seed: int = 0,
     artefact_correlation: dict | float | None = None,
     workers: int | None = None,
+    difficulty: str = "default",
 ) -> Path:
     """Write a synthderm dataset to `out_dir` (which must not exist or be empty) and return it.
 
@@ -288,17 +315,22 @@ def generate(
     malignant (mel, bcc, akiec) images and base * (1 - s) on benign ones (1.0: exactly the
     malignant images carry all three). A dict {artefact: {class: probability}}: those
     probabilities replace the base rate for the classes named. `workers` processes render the
-    lesions (default: one per CPU); the files do not depend on it.
+    lesions (default: one per CPU); the files do not depend on it. `difficulty="easy"` makes the
+    class signal clearly stronger for small, quick models (see EASY_PULL); the plans (classes,
+    metadata, sites, skin tones, images per lesion, poses, artefacts) are those of the default
+    dataset with the same arguments.
     """
     out_dir = Path(out_dir)
     if n_lesions < len(CLASSES):
         raise BenchboxError(f"synthderm: n_lesions={n_lesions} is too small; use at least {len(CLASSES)} (one per class).")
     if size < 32:
         raise BenchboxError(f"synthderm: size={size} px is too small; use at least 32.")
+    if difficulty not in DIFFICULTIES:
+        raise BenchboxError(f"synthderm: difficulty={difficulty!r}; use one of {list(DIFFICULTIES)}.")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BenchboxError(f"synthderm: {out_dir} already exists and is not empty; remove it or choose another --out.")
     artefact_prob = artefact_probabilities(artefact_correlation)
-    plans = plan_dataset(n_lesions, seed, artefact_prob)
+    plans = plan_dataset(n_lesions, seed, artefact_prob, difficulty)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -362,12 +394,12 @@ def class_counts(n_lesions: int) -> dict[str, int]:
 # Planning: classes, metadata, images and ids (cheap; done before any rendering)
 
 
-def plan_dataset(n_lesions: int, seed: int, artefact_prob: np.ndarray) -> list[LesionPlan]:
+def plan_dataset(n_lesions: int, seed: int, artefact_prob: np.ndarray, difficulty: str = "default") -> list[LesionPlan]:
     """Plans for every lesion, with lesion and image ids assigned."""
     rng = np.random.default_rng(seed)
     counts = class_counts(n_lesions)
     classes = rng.permutation(np.repeat(CLASSES, [counts[dx] for dx in CLASSES]))
-    plans = [_plan_lesion(seed, i, str(dx), artefact_prob) for i, dx in enumerate(classes)]
+    plans = [_plan_lesion(seed, i, str(dx), artefact_prob, difficulty) for i, dx in enumerate(classes)]
 
     n_images = sum(len(p.views) for p in plans)
     image_numbers = iter(rng.permutation(n_images) + 1)
@@ -384,12 +416,14 @@ def plan_dataset(n_lesions: int, seed: int, artefact_prob: np.ndarray) -> list[L
     return with_ids
 
 
-def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray) -> LesionPlan:
+def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray, difficulty: str = "default") -> LesionPlan:
     rng = np.random.default_rng((seed, index, 0))
     k = CLASSES.index(dx)
     looks_like = dx
     if rng.random() < MIMIC_SHARE[dx]:
-        looks_like = str(rng.choice(CONFUSABLE[dx]))
+        mimicked = str(rng.choice(CONFUSABLE[dx]))  # drawn in easy too, so the later draws match default's
+        if difficulty == "default":
+            looks_like = mimicked
 
     mean, sd = AGE_MEAN_SD[dx]
     age = float(np.clip(5 * round(rng.normal(mean, sd) / 5), 0, 85))
@@ -428,7 +462,7 @@ def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray) -> L
                 relabelled=relabel and number == n_views - 1,
             )
         )
-    return LesionPlan(index, dx, looks_like, age, sex, localization, dx_type, site, skin_a, skin_b, tuple(views))
+    return LesionPlan(index, dx, looks_like, age, sex, localization, dx_type, site, skin_a, skin_b, tuple(views), difficulty)
 
 
 def _normalise(weights) -> np.ndarray:
@@ -466,7 +500,7 @@ def _tables(plans: list[LesionPlan]) -> tuple[pd.DataFrame, pd.DataFrame]:
                     "ruler": view.ruler,
                     "ink": view.ink,
                     "view": view.number,
-                    "rotation_deg": np.degrees(view.rotation),
+                    "rotation_deg": pm.degrees(view.rotation),
                     "scale": view.scale,
                 }
             )
@@ -512,10 +546,12 @@ DOT_KINDS = {  # kind: (count at strength 1, radius range, elongation range)
 def lesion_appearance(seed: int, plan: LesionPlan) -> Appearance:
     """Draw a lesion's look from its class's ranges (mimicking `looks_like` where it differs)."""
     rng = np.random.default_rng((seed, plan.index, 1))
+    easy = plan.difficulty == "easy"
+    looks = EASY_LOOKS if easy else LOOKS
     params = {}
     for name in APPEARANCE_PARAMS:
         source = plan.looks_like if rng.random() < MIMIC_PARAM_SHARE else plan.dx
-        spec = LOOKS[source].get(name)
+        spec = looks[source].get(name)
         presence, value = rng.random(), rng.random()
         if spec is None:
             params[name] = 0.0
@@ -524,16 +560,18 @@ def lesion_appearance(seed: int, plan: LesionPlan) -> Appearance:
         else:
             params[name] = spec[1] + value * (spec[2] - spec[1]) if presence < spec[0] else 0.0
     params["melanin_tint"] = rng.uniform(*MELANIN_TINT)
+    if easy:
+        params["melanin_tint"] *= 1 - EASY_PULL
 
     theta = BORDER_ANGLES
     border = np.ones_like(theta)
     for k in range(2, 14):
         amplitude = params["asymmetry"] if k <= 3 else params["irregularity"] * 4 / k
-        border += amplitude * rng.uniform(0.4, 1.0) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        border += amplitude * rng.uniform(0.4, 1.0) * pm.cos(k * theta + rng.uniform(0, 2 * np.pi))
     for _ in range(round(params["pseudopods"])):
         centre, width = rng.uniform(0, 2 * np.pi), rng.uniform(0.05, 0.12)
-        distance = np.angle(np.exp(1j * (theta - centre)))
-        border += rng.uniform(0.1, 0.25) * np.exp(-0.5 * (distance / width) ** 2)
+        distance = pm.wrap(theta - centre)
+        border += rng.uniform(0.1, 0.25) * pm.exp(-0.5 * (distance / width) ** 2)
 
     fields = _noise_fields(rng)
     angle, distance = rng.uniform(0, 2 * np.pi), rng.uniform(0.2, 0.6)
@@ -550,8 +588,8 @@ def lesion_appearance(seed: int, plan: LesionPlan) -> Appearance:
         rb = r * np.interp(phi, theta, border, period=2 * np.pi)
         dots[kind] = np.stack(
             [
-                rb * np.cos(phi),
-                rb * np.sin(phi) * params["aspect"],
+                rb * pm.cos(phi),
+                rb * pm.sin(phi) * params["aspect"],
                 rng.uniform(*radius, n),
                 rng.uniform(*elongation, n),
                 rng.uniform(0, np.pi, n),
@@ -560,15 +598,15 @@ def lesion_appearance(seed: int, plan: LesionPlan) -> Appearance:
             axis=1,
         )
     vessels = _vessel_tree(rng, params["vessels"]) if params["vessels"] > 0 else np.zeros((0, 5))
-    return Appearance(params, border, fields, (distance * np.cos(angle), distance * np.sin(angle)), dots, vessels)
+    return Appearance(params, border, fields, (distance * pm.cos(angle), distance * pm.sin(angle)), dots, vessels)
 
 
 def _noise_fields(rng: np.random.Generator) -> np.ndarray:
     """Periodic Gaussian (or difference-of-Gaussian) filtered white noise, one field per FIELD_SCALES row."""
     spectrum = np.fft.rfft2(rng.standard_normal((len(FIELD_SCALES), FIELD_GRID, FIELD_GRID)))
-    k2 = (2 * np.pi) ** 2 * (np.fft.fftfreq(FIELD_GRID)[:, None] ** 2 + np.fft.rfftfreq(FIELD_GRID)[None, :] ** 2)
+    k2 = (2 * np.pi) * (2 * np.pi) * (np.fft.fftfreq(FIELD_GRID)[:, None] ** 2 + np.fft.rfftfreq(FIELD_GRID)[None, :] ** 2)
     sigma, band = np.array(FIELD_SCALES).T[:, :, None, None]
-    transfer = np.exp(-0.5 * k2 * sigma**2) - np.where(band > 0, np.exp(-0.5 * k2 * band**2), 0.0)
+    transfer = pm.exp(-0.5 * k2 * sigma**2) - np.where(band > 0, pm.exp(-0.5 * k2 * band**2), 0.0)
     fields = np.fft.irfft2(spectrum * transfer, s=(FIELD_GRID, FIELD_GRID))
     fields -= fields.mean(axis=(1, 2), keepdims=True)
     return fields / fields.std(axis=(1, 2), keepdims=True)
@@ -584,7 +622,7 @@ def _vessel_tree(rng: np.random.Generator, strength: float) -> np.ndarray:
             length = rng.uniform(0.12, 0.3) / (1 + 0.4 * depth)
             for _ in range(3):  # a slightly winding branch
                 angle += rng.normal(0, 0.35)
-                u1, v1 = u + length / 3 * np.cos(angle), v + length / 3 * np.sin(angle)
+                u1, v1 = u + length / 3 * pm.cos(angle), v + length / 3 * pm.sin(angle)
                 segments.append((u, v, u1, v1, width))
                 u, v = u1, v1
             if depth < 2:
@@ -607,11 +645,11 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
 
     # Pixel centres in image half-widths, then in lesion coordinates (v stretched by the aspect).
     x, y, r_image = _image_grid(size)
-    cos, sin = np.cos(view.rotation), np.sin(view.rotation)
+    cos, sin = pm.cos(view.rotation), pm.sin(view.rotation)
     u = (cos * (x - view.offset[0]) + sin * (y - view.offset[1])) / radius
     v = (-sin * (x - view.offset[0]) + cos * (y - view.offset[1])) / (radius * p["aspect"])
-    rho = np.hypot(u, v)
-    border = np.interp(np.arctan2(v, u), BORDER_ANGLES, look.border, period=2 * np.pi)
+    rho = pm.hypot(u, v)
+    border = np.interp(pm.arctan2(v, u), BORDER_ANGLES, look.border, period=2 * np.pi)
     mask = rho < border
     to_pixels = _lesion_to_pixels(view, radius, half)
 
@@ -619,15 +657,15 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
     noise = rng.standard_normal((2, size, size), dtype=np.float32)
     mottle = ndimage.gaussian_filter(noise[0], size / 24, mode="wrap", truncate=2.5)
     furrows = ndimage.gaussian_filter(noise[1], 1.1 * size / 128, mode="wrap")
-    furrows = np.exp(-((furrows / furrows.std() / 0.25) ** 2))
+    furrows = pm.exp(-((furrows / furrows.std() / 0.25) ** 2)).astype(np.float32)
     texture = 0.03 * mottle / mottle.std() - 0.05 * (furrows - furrows.mean())
     skin = _skin_linear(view.ita, plan.skin_a, plan.skin_b, site).astype(np.float32)
-    linear = np.exp(texture)[..., None] * skin
+    linear = pm.exp(texture).astype(np.float32)[..., None] * skin
 
     # The lesion: absorption by its pigment maps, then white, on its pixels only.
     if mask.any():
         canvases = _draw_structures(look, to_pixels, radius * half, size)
-        contrast = float(np.clip(0.5 + 0.5 * (view.ita + 40.0) / 90.0, 0.5, 1.0))
+        contrast = 1.0 if plan.difficulty == "easy" else float(np.clip(0.5 + 0.5 * (view.ita + 40.0) / 90.0, 0.5, 1.0))
         edge = max(p["fuzz"], 1.5 / (radius * half))  # at least 1.5 px
         alpha = contrast * np.sqrt(_smoothstep(0.0, edge, (border - rho)[mask]))  # visible close to the mask edge
         r_norm = (rho / border)[mask]
@@ -639,7 +677,7 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
             + np.clip(blue, 0, None)[:, None] * ABSORB_DERMAL
             + np.clip(red, 0, None)[:, None] * ABSORB_BLOOD
         )
-        lesion = linear[mask] * np.exp(-alpha[:, None] * absorbance)
+        lesion = linear[mask] * pm.exp(-alpha[:, None] * absorbance)
         white = np.clip(alpha * white, 0, 0.9)[:, None]
         linear[mask] = lesion + white * (WHITE - lesion)
     linear = _draw_artefacts(rng, linear, view, size, radius)
@@ -657,14 +695,15 @@ def _image_grid(size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pixel-centre coordinates x, y in image half-widths (centre 0) and their radius."""
     grid = ((np.arange(size) + 0.5) / (size / 2) - 1.0).astype(np.float32)
     y, x = np.meshgrid(grid, grid, indexing="ij")
-    return x, y, np.hypot(x, y)
+    return x, y, pm.hypot(x, y).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=16)
 def _site_light(site: Site, size: int) -> np.ndarray:
     """Vignetting times the dermoscope's circular field stop."""
     r = _image_grid(size)[2]
-    falloff = 1 - site.vignette * (r / np.sqrt(2)) ** 4
+    r2 = (r / np.sqrt(2)) ** 2
+    falloff = 1 - site.vignette * (r2 * r2)
     return (falloff * _smoothstep(site.field_stop, site.field_stop - 4 / size, r)).astype(np.float32)
 
 
@@ -673,9 +712,9 @@ def _pigment_maps(look: Appearance, u: np.ndarray, v: np.ndarray, r_norm: np.nda
     p = look.params
     n = _sample_fields(look.fields, u, v)
     brown = p["brown"] * np.clip(1 + p["heterogeneity"] * n[0], 0.2, None) * (1 + p["centre_dark"] * (1 - 2 * r_norm))
-    brown *= np.exp(0.12 * n[8])  # fine granularity
+    brown *= pm.exp(0.12 * n[8])  # fine granularity
     bu, bv = look.blotch_centre
-    brown += p["blotch"] * np.exp(-((u - bu) ** 2 + (v - bv) ** 2) / 0.18) * np.clip(1 + 0.5 * n[1], 0, None)
+    brown += p["blotch"] * pm.exp(-((u - bu) ** 2 + (v - bv) ** 2) / 0.18) * np.clip(1 + 0.5 * n[1], 0, None)
     blue = p["blue"] * np.clip(1 + 0.6 * n[1], 0, None)
     red = p["red"] * np.clip(1 + 0.3 * n[2], 0, None)
     white = np.zeros_like(u)
@@ -689,7 +728,7 @@ def _pigment_maps(look: Appearance, u: np.ndarray, v: np.ndarray, r_norm: np.nda
             extent = extent * _smoothstep(0.35, 0.65, r_norm)
         brown *= 1 + p["network"] * extent * (0.6 - 1.2 * holes)
     if p["fissures"] > 0:  # cerebriform furrows and ridges
-        furrows = np.exp(-((n[6] / 0.6) ** 2))
+        furrows = pm.exp(-((n[6] / 0.6) ** 2))
         brown *= 1 + p["fissures"] * (1.1 * furrows - 0.5)
     if p["veil"] > 0:
         veil = p["veil"] * _smoothstep(0.0, 0.6, n[3] + 0.3)
@@ -758,7 +797,7 @@ def _sample_fields(fields: np.ndarray, u: np.ndarray, v: np.ndarray) -> np.ndarr
 
 def _lesion_to_pixels(view: View, radius: float, half: float):
     """Map lesion coordinates (u, v) to pixel coordinates (column, row)."""
-    cos, sin = np.cos(view.rotation), np.sin(view.rotation)
+    cos, sin = pm.cos(view.rotation), pm.sin(view.rotation)
 
     def to_pixels(u: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         x = view.offset[0] + radius * (cos * u - sin * v)
@@ -786,16 +825,18 @@ def _draw_structures(look: Appearance, to_pixels, radius_px: float, size: int) -
     canvases = {}
     s = SUPERSAMPLE
     t = np.linspace(0, 2 * np.pi, 12, endpoint=False)
+    cos_t, sin_t = pm.cos(t), pm.sin(t)
     for kind, dots in look.dots.items():
         image, draw = _canvas(size)
         dark_image, dark_draw = _canvas(size) if kind == "lacunae" else (None, None)
         cols, rows = to_pixels(dots[:, 0], dots[:, 1])
-        for (_, _, r, elongation, angle, tone), col, row in zip(dots, cols, rows):
+        cos_angles, sin_angles = pm.cos(dots[:, 4]), pm.sin(dots[:, 4])
+        for (_, _, r, elongation, _, tone), col, row, cos, sin in zip(dots, cols, rows, cos_angles, sin_angles):
             a = r * radius_px * s * np.sqrt(elongation)
             b = max(r * radius_px * s / np.sqrt(elongation), 0.8)
-            ex, ey = a * np.cos(t), b * np.sin(t)
-            px = col * s + ex * np.cos(angle) - ey * np.sin(angle)
-            py = row * s + ex * np.sin(angle) + ey * np.cos(angle)
+            ex, ey = a * cos_t, b * sin_t
+            px = col * s + ex * cos - ey * sin
+            py = row * s + ex * sin + ey * cos
             polygon = list(zip(px.tolist(), py.tolist()))
             draw.polygon(polygon, fill=int(255 * tone))
             if dark_draw is not None:  # the darker lacunae are purple
@@ -822,7 +863,7 @@ def _draw_artefacts(rng: np.random.Generator, linear: np.ndarray, view: View, si
         for _ in range(rng.integers(2, 12)):
             centre = rng.uniform(0.1, 0.9, 2) * size
             angles = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.6) * np.linspace(-0.5, 0.5, 16)
-            steps = np.stack([np.cos(angles), np.sin(angles)], 1) * rng.uniform(0.4, 1.2) * size / 16
+            steps = np.stack([pm.cos(angles), pm.sin(angles)], 1) * rng.uniform(0.4, 1.2) * size / 16
             points = centre + np.cumsum(steps, axis=0) - steps[:8].sum(axis=0)
             width = max(1, round(rng.uniform(1.0, 2.0) * s * px))
             shade = int(255 * rng.uniform(0.8, 1.0))
@@ -847,8 +888,8 @@ def _draw_artefacts(rng: np.random.Generator, linear: np.ndarray, view: View, si
         image, draw = _canvas(size)
         angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, rng.uniform(0.8, 1.8), 24)
         reach = min(rng.uniform(1.3, 1.6) * radius, 0.8)  # image half-widths from the lesion centre
-        cols = (view.offset[0] + reach * np.cos(angles) + 1) * size / 2
-        rows = (view.offset[1] + reach * np.sin(angles) + 1) * size / 2
+        cols = (view.offset[0] + reach * pm.cos(angles) + 1) * size / 2
+        rows = (view.offset[1] + reach * pm.sin(angles) + 1) * size / 2
         width = max(2, round(rng.uniform(1.5, 3.0) * s * px))
         draw.line(list(zip((cols * s).tolist(), (rows * s).tolist())), fill=220, width=width, joint="curve")
         cover = _canvas_array(image, size, 0.5 * px)[..., None]
@@ -860,19 +901,42 @@ def _draw_artefacts(rng: np.random.Generator, linear: np.ndarray, view: View, si
 # Colour: CIELAB skin from ITA, the site tone curve, sRGB
 
 _RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
-_XYZ_TO_RGB = np.linalg.inv(_RGB_TO_XYZ)
+
+
+def _inverse_3x3(m: np.ndarray) -> np.ndarray:
+    """The inverse by cofactors, in a fixed order of operations (np.linalg.inv uses LAPACK/BLAS,
+    whose kernels depend on the CPU)."""
+    cofactors = np.array(
+        [[m[(i + 1) % 3, (j + 1) % 3] * m[(i + 2) % 3, (j + 2) % 3] - m[(i + 1) % 3, (j + 2) % 3] * m[(i + 2) % 3, (j + 1) % 3]
+          for j in range(3)] for i in range(3)]
+    )
+    determinant = m[0, 0] * cofactors[0, 0] + m[0, 1] * cofactors[0, 1] + m[0, 2] * cofactors[0, 2]
+    return cofactors.T / determinant
+
+
+def _dot3(vectors: np.ndarray, weights) -> np.ndarray:
+    """vectors[..., 3] . weights, summed left to right (a matmul's BLAS order depends on the CPU)."""
+    return vectors[..., 0] * weights[0] + vectors[..., 1] * weights[1] + vectors[..., 2] * weights[2]
+
+
+def _apply_3x3(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
+    """vectors[..., 3] @ matrix.T without BLAS."""
+    return np.stack([_dot3(vectors, row) for row in matrix], axis=-1)
+
+
+_XYZ_TO_RGB = _inverse_3x3(_RGB_TO_XYZ)
 _D65_WHITE = np.array([0.95047, 1.0, 1.08883])
 _LUMA = _RGB_TO_XYZ[1]
 _LUT_LEVELS = 4096  # linear values are quantised to this many levels before the tone and sRGB curves
 _LUT_INPUT = np.linspace(0.0, 1.0, _LUT_LEVELS)
 _SRGB_LUT = np.round(
-    255 * np.where(_LUT_INPUT <= 0.0031308, 12.92 * _LUT_INPUT, 1.055 * _LUT_INPUT ** (1 / 2.4) - 0.055)
+    255 * np.where(_LUT_INPUT <= 0.0031308, 12.92 * _LUT_INPUT, 1.055 * pm.power(_LUT_INPUT, 1 / 2.4) - 0.055)
 ).astype(np.uint8)
 
 
 def skin_lab(ita: float, a: float, b: float) -> np.ndarray:
     """A CIELAB skin colour whose ITA is `ita`: L* = 50 + b* tan(ITA), b* reduced if L* leaves [25, 82]."""
-    tangent = math.tan(math.radians(ita))
+    tangent = float(pm.tan(pm.radians(ita)))
     lightness = 50 + b * tangent
     if lightness > 82 or lightness < 25:
         lightness = float(np.clip(lightness, 25, 82))
@@ -884,8 +948,8 @@ def lab_to_linear_rgb(lab: np.ndarray) -> np.ndarray:
     """CIELAB (D65) to linear sRGB."""
     fy = (lab[..., 0] + 16) / 116
     f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f > 6 / 29, f**3, 3 * (6 / 29) ** 2 * (f - 4 / 29)) * _D65_WHITE
-    return xyz @ _XYZ_TO_RGB.T
+    xyz = np.where(f > 6 / 29, f * f * f, 3 * (6 / 29) * (6 / 29) * (f - 4 / 29)) * _D65_WHITE
+    return _apply_3x3(_XYZ_TO_RGB, xyz)
 
 
 def _site_tone(linear: np.ndarray, site: Site) -> np.ndarray:
@@ -893,21 +957,21 @@ def _site_tone(linear: np.ndarray, site: Site) -> np.ndarray:
     index = np.round(np.clip(linear, 0, 1) * (_LUT_LEVELS - 1)).astype(np.intp)
     curves = _gamma_curves(site.gamma)
     toned = np.stack([curves[c][index[..., c]] for c in range(3)], axis=-1)
-    luma = (toned @ _LUMA.astype(np.float32))[..., None]
+    luma = _dot3(toned, _LUMA.astype(np.float32))[..., None]
     return luma + np.float32(site.saturation) * (toned - luma)
 
 
 @functools.lru_cache(maxsize=8)
 def _gamma_curves(gamma: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
-    return tuple((_LUT_INPUT**g).astype(np.float32) for g in gamma)
+    return tuple(pm.power(_LUT_INPUT, g).astype(np.float32) for g in gamma)
 
 
 def _skin_linear(ita: float, a: float, b: float, site: Site) -> np.ndarray:
     """The skin colour before the site's tone curve that comes out at the planted ITA after it."""
     target = lab_to_linear_rgb(skin_lab(ita, a, b))
-    luma = target @ _LUMA
+    luma = _dot3(target, _LUMA)
     toned = luma + (target - luma) / site.saturation
-    return np.clip(toned, 1e-6, 1) ** (1 / np.array(site.gamma))
+    return pm.power(np.clip(toned, 1e-6, 1), 1 / np.array(site.gamma))
 
 
 def _to_srgb8(linear: np.ndarray) -> np.ndarray:

@@ -43,3 +43,16 @@ def test_ring_without_mask_excludes_centre_and_corners():
 def test_categories_use_the_standard_bounds(degrees, category, light_dark):
     assert ita_category(degrees) == category
     assert ita_light_dark(np.array([degrees]), 28).tolist() == [light_dark]
+
+
+def test_rgb_to_lab_is_numpys_formula_computed_portably():
+    """The uint8 lookup table and the float path agree, and both match the plain numpy formula."""
+    rgb = np.random.default_rng(2).integers(0, 256, (500, 3), dtype=np.uint8)
+    srgb = rgb / 255.0
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    xyz = linear @ np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]).T
+    f = np.cbrt(xyz / np.array([0.95047, 1.0, 1.08883]))
+    f = np.where(f > 6 / 29, f, (xyz / np.array([0.95047, 1.0, 1.08883])) / (3 * (6 / 29) ** 2) + 4 / 29)
+    expected = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], axis=-1)
+    np.testing.assert_allclose(rgb_to_lab(rgb), expected, rtol=1e-12, atol=1e-11)
+    np.testing.assert_array_equal(rgb_to_lab(rgb), rgb_to_lab(rgb.astype(np.float64)))
