@@ -73,15 +73,8 @@ def compare_all(
     settings = config.bootstrap
     y_true = np.asarray(y_true)
     any_multiclass = any(m.task == "multiclass" for m in methods.values())
-    predictions: dict[str, Predictions] = {}
-    for name, output in methods.items():
-        if metric not in metric_names(output.task):
-            raise BenchboxError(f"method {name!r} ({output.task}) has no metric {metric!r} to compare.")
-        labels = y_true
-        if output.task == "binary" and any_multiclass:
-            labels = np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
-        validate_inputs(name, output.task, labels, output.proba, clusters)
-        predictions[name] = prepare(output.task, labels, output.proba, output.threshold)
+    predictions = {name: _prepare(metric, name, output, y_true, any_multiclass, clusters)
+                   for name, output in methods.items()}
     resamples = draw_resamples(clusters, settings.n_resamples, settings.seed)
     replicates = {name: compute_replicates(p, resamples, [metric])[metric][:, 0] for name, p in predictions.items()}
     rows = []
@@ -140,16 +133,11 @@ def compare_all_seeds(
     resamples = draw_resamples(clusters, settings.n_resamples, settings.seed)
     replicates = {}
     for name, outputs in methods.items():
-        replicates[name] = []
-        for output in outputs:
-            if metric not in metric_names(output.task):
-                raise BenchboxError(f"method {name!r} ({output.task}) has no metric {metric!r} to compare.")
-            labels = y_true
-            if output.task == "binary" and any_multiclass:
-                labels = np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
-            validate_inputs(name, output.task, labels, output.proba, clusters)
-            prepared = prepare(output.task, labels, output.proba, output.threshold)
-            replicates[name].append(compute_replicates(prepared, resamples, [metric])[metric][:, 0])
+        replicates[name] = [
+            compute_replicates(_prepare(metric, name, output, y_true, any_multiclass, clusters), resamples,
+                               [metric])[metric][:, 0]
+            for output in outputs
+        ]
     rows = []
     for name_a, name_b in combinations(methods, 2):
         result = seed_aware_difference(replicates[name_a], replicates[name_b], resamples.n_bootstrap,
@@ -166,6 +154,18 @@ def compare_all_seeds(
     for row, adjusted in zip(rows, holm([row["p_value"] for row in rows])):
         row["p_holm"] = float(adjusted)
     return rows
+
+
+def _prepare(metric: str, name: str, output: MethodOutput, y_true: np.ndarray, any_multiclass: bool,
+             clusters: np.ndarray) -> Predictions:
+    """One method's predictions for a comparison; a binary method beside a 7-class one gets 0/1 labels."""
+    if metric not in metric_names(output.task):
+        raise BenchboxError(f"method {name!r} ({output.task}) has no metric {metric!r} to compare.")
+    labels = y_true
+    if output.task == "binary" and any_multiclass:
+        labels = np.isin(y_true, MALIGNANT_INDICES).astype(np.int64)
+    validate_inputs(name, output.task, labels, output.proba, clusters)
+    return prepare(output.task, labels, output.proba, output.threshold)
 
 
 def bootstrap_p_value(differences: np.ndarray) -> float:

@@ -39,6 +39,28 @@ SEED_AWARE = "seed+lesion"  # ci_method prefix of seed-aware intervals
 ONE_SEED_NOTE = "one training seed: the interval covers lesion sampling only, not training noise"
 
 
+# Metrics whose values are bounded: a seed-aware interval is clipped to the range (the t widening
+# is symmetric and would otherwise run past 1 for an AUC near 1). Matched on the metric's own name
+# (a subgroup name's metric part); a difference of two such metrics lies in (low - high, high - low).
+UNBOUNDED = ("nll", "latency", "throughput", "params", "flops", "memory")
+
+
+def value_range(name: str) -> tuple[float, float]:
+    """(low, high) that a metric's value can take: [-1, 1] for MCC, [0, 1] for proportions, AUCs,
+    calibration errors and explanation scores, unbounded for counts, times and the log loss."""
+    gap = False
+    if name.startswith("subgroup."):
+        rest = name.split(".", 2)[2]
+        gap = ".gap." in rest or rest.endswith(".worst_gap")
+        name = rest.split(".gap.")[0].removesuffix(".worst_gap")
+        if name.endswith("heterogeneity_p"):
+            return 0.0, 1.0
+    if any(word in name for word in UNBOUNDED):
+        return -np.inf, np.inf
+    low, high = (-1.0, 1.0) if "mcc" in name else (0.0, 1.0)
+    return (low - high, high - low) if gap else (low, high)
+
+
 def satterthwaite_dof(se_lesion: np.ndarray, se_seed: np.ndarray, n_seeds: int) -> np.ndarray:
     """Welch-Satterthwaite degrees of freedom of se_L^2 + se_S^2 (inf where there is no seed spread)."""
     se_lesion, se_seed = np.asarray(se_lesion, float), np.asarray(se_seed, float)
@@ -100,6 +122,7 @@ def pool_replicates(
         else:
             point = np.array([[float(r[0]) for r in defined]])
             mean, low, high, dof = (float(v[0]) for v in seed_aware_bounds(point, lesion.low, lesion.high, alpha))
+            low, high = _clip(name, low, high, mean)
         if len(defined) < len(rows):
             reason = f"pooled over the {len(defined)} of {len(rows)} seeds where the metric is defined"
         out[name] = {
@@ -135,7 +158,8 @@ def pool_entries(per_seed: Sequence[Mapping[str, dict]], alpha: float) -> dict[s
                 below = np.mean([max(e["value"] - e["ci_low"], 0.0) for e in defined])
                 above = np.mean([max(e["ci_high"] - e["value"], 0.0) for e in defined])
                 _, low, high, dof = seed_aware_bounds(point, np.array([mean - below]), np.array([mean + above]), alpha)
-                summary.update(ci_low=float(low[0]), ci_high=float(high[0]), dof=_dof(float(dof[0])),
+                low, high = _clip(name, float(low[0]), float(high[0]), float(mean))
+                summary.update(ci_low=low, ci_high=high, dof=_dof(float(dof[0])),
                                ci_method=_ci_method(first.get("ci_method") or "percentile", len(defined)))
         out[name] = summary
     return out
@@ -181,6 +205,12 @@ def _ci_method(lesion_method: str | None, n_seeds: int) -> str | None:
     if lesion_method is None:
         return None
     return f"{SEED_AWARE} ({lesion_method}, t)" if n_seeds > 1 else lesion_method
+
+
+def _clip(name: str, low: float, high: float, value: float) -> tuple[float, float]:
+    """The interval clipped to the metric's range (never past its estimate)."""
+    lowest, highest = value_range(name)
+    return float(min(max(low, lowest), value)), float(max(min(high, highest), value))
 
 
 def _float(value) -> float:

@@ -207,7 +207,13 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
         stale.unlink(missing_ok=True)
     documents = render_markdown(run, out, load_cards(Path(registry_dir)), show_progress)
     if (out / "run.json").resolve() != (run.folder / "run.json").resolve():
+        # a report folder elsewhere (the committed leaderboards) stands alone: the run and the
+        # method-level metrics behind every number it shows
         shutil.copyfile(run.folder / "run.json", out / "run.json")
+        for method in run.methods:
+            if (run.folder / method / "metrics.json").exists():
+                (out / "metrics").mkdir(exist_ok=True)
+                shutil.copyfile(run.folder / method / "metrics.json", out / "metrics" / f"{method}.json")
     for name, text in documents.items():
         temporary = out / f".{name}.tmp"
         temporary.write_text(text, encoding="utf-8")

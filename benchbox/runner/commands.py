@@ -26,7 +26,8 @@ def register(subparsers) -> None:
     run.add_argument("--data", default="synthderm", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
     run.add_argument("--split", help="split manifest CSV (default: the dataset's fixed split)")
     run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    run.add_argument("--seeds", type=_seeds, default=[0], help="comma-separated seeds (default: 0)")
+    run.add_argument("--seeds", type=_seeds, default=None,
+                     help="comma-separated training seeds (default: 0,1,2 for quick and paper, 0 for smoke)")
     run.add_argument("--out", help="run folder (default: reports/<dataset>-<profile>-<config hash>)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     run.add_argument("--explain-n", type=int, default=None,

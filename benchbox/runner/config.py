@@ -20,13 +20,18 @@ EVALUATION = {
 }
 
 
+# Training seeds when --seeds is not given. The boards' intervals include training noise only with
+# several seeds (metrics/README.md), so the default run trains three; smoke exists to exercise code.
+DEFAULT_SEEDS = {"smoke": [0], "quick": [0, 1, 2], "paper": [0, 1, 2]}
+
+
 @dataclass
 class RunConfig:
     methods: list[str]
     data: str = "synthderm"
     split: str | None = None  # a split manifest; None = the dataset's canonical/fixed split
     profile: str = "quick"
-    seeds: list[int] = field(default_factory=lambda: [0])
+    seeds: list[int] | None = None  # None = the profile's DEFAULT_SEEDS
     out: str | None = None  # the run folder; None = reports/<run id>
     device: str = "auto"
     explain_n: int | None = None  # None = the profile's default (EVALUATION)
@@ -35,6 +40,10 @@ class RunConfig:
     weights_dir: str | None = None
     only_present: bool = False
     on_bad_image: str = "fail"
+
+    def __post_init__(self):
+        if self.seeds is None:
+            self.seeds = list(DEFAULT_SEEDS.get(self.profile, [0]))
 
     def identity(self) -> dict:
         """What makes two runs the same run (the output folder and device are not part of it)."""

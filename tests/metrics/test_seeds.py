@@ -6,7 +6,7 @@ from scipy import stats
 from sklearn.metrics import roc_auc_score
 
 from benchbox.metrics.paired import MethodOutput, compare_all, compare_all_seeds
-from benchbox.metrics.seeds import pool_entries, seed_aware_bounds, seed_aware_difference
+from benchbox.metrics.seeds import pool_entries, seed_aware_bounds, seed_aware_difference, value_range
 from benchbox.metrics.suite import evaluate, evaluate_seeds
 
 
@@ -91,3 +91,18 @@ def test_identical_methods_differ_by_nothing():
     rows = [np.array([0.7, 0.69, 0.71, 0.72, 0.7])] * 3
     result = seed_aware_difference(rows, rows, 3, 0.05, "percentile")
     assert result["diff"] == 0 and result["p_value"] == 1.0
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("binary.auc", (0.0, 1.0)), ("mcc", (-1.0, 1.0)), ("latency.ms_p50", (-np.inf, np.inf)), ("nll", (-np.inf, np.inf)),
+    ("subgroup.sex.binary.auc.gap.female", (-1.0, 1.0)), ("subgroup.sex.mcc.worst_gap", (-2.0, 2.0)),
+    ("subgroup.sex.binary.auc.female", (0.0, 1.0)), ("subgroup.sex.binary.heterogeneity_p", (0.0, 1.0)),
+])
+def test_value_ranges(name, expected):
+    assert value_range(name) == expected
+
+
+def test_a_seed_aware_interval_stays_inside_the_metric_range():
+    entries = [{"binary.auc": {"value": v, "ci_low": v - 0.05, "ci_high": min(v + 0.03, 1.0)}} for v in (0.99, 0.9, 0.97)]
+    pooled = pool_entries(entries, 0.05)["binary.auc"]
+    assert pooled["ci_high"] == 1.0 and pooled["ci_low"] < pooled["value"] < 1.0
