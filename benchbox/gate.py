@@ -20,6 +20,8 @@ from typing import Any
 
 import yaml
 
+from .metrics.paired import holm
+
 from .errors import BenchboxError
 from .reports.boards import format_number, markdown_table
 from .reports.runfolder import Run, read_run
@@ -46,9 +48,11 @@ class Rule:
 
 @dataclass
 class Policy:
-    alpha: float
+    alpha: float  # family-wise, Holm over every secondary gated metric of the run
     chance_margin: float  # in units of the metric's minimum effect
     primary: dict[str, str]  # task -> primary metric
+    alpha_headline: float = 0.01  # per metric, unadjusted, for the headline metrics
+    headline: tuple[str, ...] = ()  # metrics tested one by one at alpha_headline
     tasks: dict[str, list[tuple[str, Rule]]] = field(default_factory=dict)
 
     def rule(self, task: str | None, metric: str) -> Rule | None:
@@ -112,9 +116,12 @@ def load_policy(path: str | Path = DEFAULT_POLICY) -> Policy:
     defaults = data.get("defaults") or {}
     chance = data.get("chance") or {}
     policy = Policy(alpha=float(data.get("alpha", 0.05)), chance_margin=float(data.get("chance_margin", 2.0)),
-                    primary=dict(data.get("primary") or {"multiclass": "balanced_accuracy", "binary": "binary.auc"}))
-    if not 0 < policy.alpha < 1:
-        raise BenchboxError(f"{path}: alpha must be between 0 and 1, not {policy.alpha}.")
+                    primary=dict(data.get("primary") or {"multiclass": "balanced_accuracy", "binary": "binary.auc"}),
+                    alpha_headline=float(data.get("alpha_headline", 0.01)),
+                    headline=tuple(str(name) for name in data.get("headline") or ()))
+    for key, value in (("alpha", policy.alpha), ("alpha_headline", policy.alpha_headline)):
+        if not 0 < value < 1:
+            raise BenchboxError(f"{path}: {key} must be between 0 and 1, not {value}.")
     for task, patterns in (data.get("tasks") or {}).items():
         policy.tasks[task] = []
         for pattern, settings in (patterns or {}).items():
@@ -262,7 +269,18 @@ def welch_p(before: Sample, after: Sample) -> float:
     return float(stdtr(df, t if before.higher_is_better else -t))
 
 
-def judge(before: Sample, after: Sample | None, rule: Rule, alpha: float, not_gateable: str | None = None) -> Verdict:
+def drop_p(before: Sample, after: Sample | None) -> float | None:
+    """The one-sided Welch p of a drop, where judge would compute one (two or more seeds a side, not
+    both constant); else None."""
+    if after is None or len(before.finite) < 2 or len(after.finite) < 2:
+        return None
+    if max(before.finite) == min(before.finite) and max(after.finite) == min(after.finite):
+        return None
+    return welch_p(before, after)
+
+
+def judge(before: Sample, after: Sample | None, rule: Rule, alpha: float, not_gateable: str | None = None,
+          p_adjusted: float | None = None) -> Verdict:
     """The verdict on one gated metric: a regression needs a mean drop beyond the minimum effect
     AND a one-sided Welch p below alpha (zero variance on both sides: the drop alone decides;
     one seed on a side: no test, the drop must exceed max(abs, ci x baseline CI half-width))."""
@@ -289,7 +307,7 @@ def judge(before: Sample, after: Sample | None, rule: Rule, alpha: float, not_ga
     if max(old) == min(old) and max(new) == min(new):  # identical per-seed values on both sides
         p, note = (0.0 if drop > 0 else 1.0), " (zero variance: minimum effect alone)"
     else:
-        p, note = welch_p(before, after), ""
+        p, note = (welch_p(before, after) if p_adjusted is None else p_adjusted), ""
     if drop > rule.min_effect + 1e-12:
         if p < alpha:
             return Verdict("FAIL: regression" + note, True, p, delta, rule.min_effect)
@@ -320,7 +338,7 @@ HEADERS = ["method", "metric", "baseline mean ± sd (n)", "current mean ± sd (n
 
 def compare(baseline: dict[str, Any], current: dict[str, Any], policy: Policy) -> tuple[list[list[str]], list[str]]:
     """Rows of the verdict table and the list of failures (empty: the metrics pass)."""
-    rows, failures = [], []
+    rows, failures, checks, new_metrics = [], [], [], []
 
     def method_row(method: str, before: str, after: str, verdict: str) -> None:
         rows.append([method, "(method)", before, after, "", "", "", verdict])
@@ -344,19 +362,27 @@ def compare(baseline: dict[str, Any], current: dict[str, Any], policy: Policy) -
         reasons = gateability(before, policy)
         for name, entry in before["metrics"].items():
             rule = policy.rule(before.get("task"), name)
-            if rule is None:
-                continue
-            old, new = sample(entry), sample(after["metrics"].get(name))
-            verdict = judge(old, new, rule, policy.alpha, reasons.get(name))
-            delta = "" if not math.isfinite(verdict.delta) else ("+" if verdict.delta > 0 else "") + format_number(verdict.delta)
-            rows.append([method, name, _describe(old), _describe(new), delta,
-                         format_number(verdict.min_effect) if math.isfinite(verdict.min_effect) else "",
-                         _p(verdict.p), verdict.text])
-            if verdict.failed:
-                failures.append(f"{method} {name}: {verdict.text}")
+            if rule is not None:
+                checks.append((method, name, rule, sample(entry), sample(after["metrics"].get(name)), reasons.get(name)))
         for name, entry in after["metrics"].items():
             if name not in before["metrics"]:
-                rows.append([method, name, "—", _describe(sample(entry)), "", "", "", "new (not in baseline)"])
+                new_metrics.append([method, name, "—", _describe(sample(entry)), "", "", "", "new (not in baseline)"])
+    # headline metrics are tested one by one; the others together, Holm-adjusted (multiplicity)
+    secondary = [i for i, c in enumerate(checks) if c[1] not in policy.headline and c[5] is None
+                 and drop_p(c[3], c[4]) is not None]
+    adjusted = dict(zip(secondary, holm([drop_p(checks[i][3], checks[i][4]) for i in secondary])))
+    for i, (method, name, rule, old, new, reason) in enumerate(checks):
+        if name in policy.headline:
+            verdict = judge(old, new, rule, policy.alpha_headline, reason)
+        else:
+            verdict = judge(old, new, rule, policy.alpha, reason, adjusted.get(i))
+        delta = "" if not math.isfinite(verdict.delta) else ("+" if verdict.delta > 0 else "") + format_number(verdict.delta)
+        rows.append([method, name, _describe(old), _describe(new), delta,
+                     format_number(verdict.min_effect) if math.isfinite(verdict.min_effect) else "",
+                     _p(verdict.p), verdict.text])
+        if verdict.failed:
+            failures.append(f"{method} {name}: {verdict.text}")
+    rows += new_metrics
     for method, after in current["methods"].items():
         if method not in baseline["methods"]:
             method_row(method, "—", after["status"], "new method (not in baseline)")
@@ -472,7 +498,8 @@ def gate_summary(baseline: dict[str, Any], current: dict[str, Any], policy: Poli
     status = "NOT COMPARABLE" if not_comparable else ("FAIL" if failures else "PASS")
     parts = [f"## benchbox gate: {status}"]
     header = (f"Run `{current.get('run_id')}` against baseline `{baseline.get('run_id')}` ({baseline_name}), "
-              f"policy `{policy_name}` (regression: mean drop > min effect AND one-sided Welch p < {policy.alpha:g}).")
+              f"policy `{policy_name}` (regression: mean drop > min effect AND one-sided Welch p < {policy.alpha_headline:g} for "
+              f"{', '.join(policy.headline) or 'no headline metric'}, Holm-adjusted p < {policy.alpha:g} for the rest).")
     if changed:
         listed = "; ".join(f"{key}: {_short(old)} → {_short(new)}" for key, old, new in changed)
         protocol = (f"**Protocol differs** ({listed})" +

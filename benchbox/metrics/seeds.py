@@ -42,12 +42,12 @@ ONE_SEED_NOTE = "one training seed: the interval covers lesion sampling only, no
 # Metrics whose values are bounded: a seed-aware interval is clipped to the range (the t widening
 # is symmetric and would otherwise run past 1 for an AUC near 1). Matched on the metric's own name
 # (a subgroup name's metric part); a difference of two such metrics lies in (low - high, high - low).
-UNBOUNDED = ("nll", "latency", "throughput", "params", "flops", "memory")
+NON_NEGATIVE = ("nll", "latency", "throughput", "params", "flops", "memory")
 
 
 def value_range(name: str) -> tuple[float, float]:
     """(low, high) that a metric's value can take: [-1, 1] for MCC, [0, 1] for proportions, AUCs,
-    calibration errors and explanation scores, unbounded for counts, times and the log loss."""
+    calibration errors and explanation scores, [0, inf) for counts, times and the log loss."""
     gap = False
     if name.startswith("subgroup."):
         rest = name.split(".", 2)[2]
@@ -55,8 +55,8 @@ def value_range(name: str) -> tuple[float, float]:
         name = rest.split(".gap.")[0].removesuffix(".worst_gap")
         if name.endswith("heterogeneity_p"):
             return 0.0, 1.0
-    if any(word in name for word in UNBOUNDED):
-        return -np.inf, np.inf
+    if any(word in name for word in NON_NEGATIVE):
+        return (-np.inf, np.inf) if gap else (0.0, np.inf)
     low, high = (-1.0, 1.0) if "mcc" in name else (0.0, 1.0)
     return (low - high, high - low) if gap else (low, high)
 
