@@ -42,7 +42,7 @@ ONE_SEED_NOTE = "one training seed: the interval covers lesion sampling only, no
 # Metrics whose values are bounded: a seed-aware interval is clipped to the range (the t widening
 # is symmetric and would otherwise run past 1 for an AUC near 1). Matched on the metric's own name
 # (a subgroup name's metric part); a difference of two such metrics lies in (low - high, high - low).
-NON_NEGATIVE = ("nll", "latency", "throughput", "params", "flops", "memory")
+NON_NEGATIVE = ("nll", "latency", "throughput", "params", "flops", "memory", "support")
 
 
 def value_range(name: str) -> tuple[float, float]:
