@@ -8,7 +8,7 @@ import importlib
 import sys
 
 from . import __version__
-from .errors import BenchboxError
+from .errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_INTERRUPTED, BenchboxError
 
 # Modules that add sub-commands. Each must keep heavy imports (torch) inside its handlers.
 COMMAND_MODULES = (
@@ -38,18 +38,23 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
+        return EXIT_BAD_INPUT
     try:
         return int(args.func(args) or 0)
     except BenchboxError as error:
         print(f"benchbox: error: {error}", file=sys.stderr)
-        return 2
+        return error.exit_code
+    except OSError as error:  # the environment (permissions, disk full), not a method failure
+        where = f" ({error.filename})" if error.filename else ""
+        print(f"benchbox: error: {error.strerror or error}{where}; check that the folder exists, is writable "
+              "and has space", file=sys.stderr)
+        return EXIT_ENVIRONMENT
     except BrokenPipeError:  # e.g. `benchbox data info ... | head`
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
         print("benchbox: interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -10,13 +10,15 @@ from typing import Any
 
 from tabulate import tabulate
 
-from ..labels import CLASSES
+from ..labels import CLASSES, MALIGNANT_CLASSES
 from ..metrics.config import Board, load_config
+from ..metrics.operating_point import degenerate_operating_point
 from .runfolder import Metric, Run
 
 ALPHA = 0.05  # family-wise level for the Holm-corrected "better than the next row" mark
 BETTER_MARK = "†"  # significantly better than the next row (Holm-corrected p < ALPHA)
 GAP_MARK = "*"  # a group-vs-rest gap whose 95% CI excludes 0
+DEGENERATE_MARK = "⚠"  # a seed's binary operating point put (nearly) every test image on one side
 BASELINE_EXPLAINER = "gaussian"
 # Preferred column order; further xai.<explainer>.<metric> names found in a run follow.
 EXPLANATION_METRICS = ("iou", "iou_at_mask_area", "pointing_game", "energy_pointing_game",
@@ -136,14 +138,33 @@ def shared_ranks(run: Run, board: Board, order: list[str], higher: bool) -> dict
     return ranks
 
 
+def operating_point_flags(run: Run, methods: list[str]) -> dict[str, list[str]]:
+    """method -> "seed S: <why>" for each seed whose validation threshold collapsed on test."""
+    flags: dict[str, list[str]] = {}
+    for method in methods:
+        for job in run.done_jobs(method):
+            if job.threshold is None:
+                continue
+            frame = job.predictions()
+            val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+            why = degenerate_operating_point(val["p_malignant"], test["p_malignant"],
+                                             test["y_true"].isin(MALIGNANT_CLASSES), job.threshold)
+            if why:
+                flags.setdefault(method, []).append(f"seed {job.seed}: {why}")
+    return flags
+
+
 def leaderboard_table(run: Run, board: Board) -> str:
     """The headline board: shared ranks, the primary metric and five more, and the Holm-corrected
-    p against the next row (BETTER_MARK where the difference is significant in this row's favour)."""
+    p against the next row (BETTER_MARK where the difference is significant in this row's favour).
+    On a board with an operating point (binary.sensitivity), a method whose threshold collapsed on
+    test is marked DEGENERATE_MARK and explained below the table."""
     per_method = board_methods(run, board)
     order = sort_methods(per_method, board.primary)
     higher = _direction(per_method, board.primary) is not False
     columns = present(per_method, board.metrics)[:HEADLINE_METRICS]
     ranks = shared_ranks(run, board, order, higher)
+    flags = operating_point_flags(run, order) if "binary.sensitivity" in board.metrics else {}
     rows = []
     for position, method in enumerate(order, start=1):
         versus = ""
@@ -154,8 +175,11 @@ def leaderboard_table(run: Run, board: Board) -> str:
             if p_values:
                 significant = all(is_better(c, method, higher) for c in found)
                 versus = format_p(max(p_values)) + (f" {BETTER_MARK}" if significant else "")
-        rows.append([ranks[method], method, *[format_metric(per_method[method].get(n)) for n in columns], versus])
-    return markdown_table(rows, ["rank", "method", *_headers(per_method, columns), "vs next (Holm p)"])
+        name = f"{method} {DEGENERATE_MARK}" if method in flags else method
+        rows.append([ranks[method], name, *[format_metric(per_method[method].get(n)) for n in columns], versus])
+    table = markdown_table(rows, ["rank", "method", *_headers(per_method, columns), "vs next (Holm p)"])
+    notes = [f"{DEGENERATE_MARK} {method}, {line}" for method, lines in flags.items() for line in lines]
+    return "\n\n".join([table, *notes])
 
 
 def full_board_table(run: Run, board: Board) -> str:

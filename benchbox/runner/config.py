@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..errors import BenchboxError
+
 FAITHFULNESS = ("none", "fast", "road")
+DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
 
 # How much evaluation each profile does; training sizes live in the method cards. Smoke exists to
 # exercise every code path in CI within minutes, so it scores a seeded subset of whole lesion
@@ -44,6 +49,9 @@ class RunConfig:
     def __post_init__(self):
         if self.seeds is None:
             self.seeds = list(DEFAULT_SEEDS.get(self.profile, [0]))
+        check_seeds(self.seeds)
+        if not DEVICE_PATTERN.fullmatch(self.device):
+            raise BenchboxError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
 
     def identity(self) -> dict:
         """What makes two runs the same run (the output folder and device are not part of it)."""
@@ -66,3 +74,15 @@ class RunConfig:
 
     def run_dir(self) -> Path:
         return Path(self.out) if self.out else Path("reports") / self.run_id()
+
+
+def check_seeds(seeds: list[int]) -> None:
+    """Seeds are checked before the run folder exists, not inside the first fit."""
+    if not seeds:
+        raise BenchboxError("--seeds needs at least one seed, e.g. --seeds 0,1,2")
+    bad = [seed for seed in seeds if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise BenchboxError(f"--seeds must be integers from 0 to {MAX_SEED}; {bad} are not")
+    repeated = sorted({seed for seed in seeds if seeds.count(seed) > 1})
+    if repeated:
+        raise BenchboxError(f"--seeds lists {repeated} more than once; each seed is one training run")

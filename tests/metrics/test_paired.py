@@ -90,6 +90,15 @@ def test_holm_hand_worked_and_nan_left_out():
     np.testing.assert_allclose(adjusted[[0, 2]], [0.02, 0.03], atol=1e-12)
 
 
+def test_holm_equals_statsmodels_with_ties_and_large_p():
+    from statsmodels.stats.multitest import multipletests
+
+    rng = np.random.default_rng(3)
+    for size in (1, 2, 7, 60):
+        p = np.round(rng.uniform(0, 1, size) ** 3, 2)  # rounding makes ties; cubing makes small values
+        np.testing.assert_allclose(holm(p), multipletests(p, method="holm")[1], rtol=0, atol=1e-15)
+
+
 def test_compare_all_pairs_values_and_holm(random_multiclass, make_config):
     config = make_config(300)
     y, proba, lesions = random_multiclass(1, n=400)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from benchbox.reports.boards import (
@@ -96,3 +97,25 @@ def test_a_method_that_beats_every_other_ranks_alone():
     board = next(b for b in board_definitions() if b.name == "binary")
     table = leaderboard_table(_run({"a": 0.9, "b": 0.7, "c": 0.69}, comparisons, "binary.auc"), board)
     assert [line.split("|")[1].strip() for line in table.splitlines()[2:]] == ["1", "2–3", "2–3"]
+
+
+def test_a_collapsed_operating_point_is_marked_and_explained(tmp_path):
+    from runfolder_builder import BINARY_THRESHOLD, build_run
+
+    from benchbox.reports.runfolder import read_run
+
+    run_dir = build_run(tmp_path, methods=("msfa", "recall_ensemble", "xception"), failed=())
+    path = run_dir / "recall_ensemble" / "seed0" / "predictions.csv"
+    frame = pd.read_csv(path)
+    test = frame["split"] == "test"
+    frame.loc[test, "p_malignant"] = BINARY_THRESHOLD + 0.5 * (1 - BINARY_THRESHOLD)  # every test image called malignant
+    frame["p_benign"] = 1 - frame["p_malignant"]
+    frame.to_csv(path, index=False)
+    board = next(b for b in board_definitions() if b.name == "binary")
+    text = leaderboard_table(read_run(run_dir), board)
+    names = [line.split("|")[2].strip() for line in text.split("\n\n")[0].splitlines()[2:]]
+    assert sorted(names) == ["msfa", "recall_ensemble ⚠", "xception"]
+    notes = text.split("\n\n")[1:]
+    assert len(notes) == 1 and notes[0].startswith(
+        "⚠ recall_ensemble, seed 0: degenerate operating point: the validation threshold 0.400 puts 100% of test "
+        "images at or above it (sensitivity 1.00, specificity 0.00)")
