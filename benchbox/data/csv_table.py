@@ -15,7 +15,7 @@ from ..errors import BenchboxError
 from ..labels import CLASSES
 from .dataset import Dataset, finalize
 from .manifest import make_manifest
-from .tables import check_labels, check_unique, read_table
+from .tables import check_filled, check_labels, check_unique, read_table
 
 OPTIONAL_DEFAULTS = {"mask_path": "", "age": "", "sex": "unknown", "localization": "unknown", "dx_type": "unknown"}
 
@@ -31,6 +31,7 @@ def load_csv(path: Path, only_present: bool = False, on_bad_image: str = "fail",
     path = Path(path).resolve()
     table = read_table(path, ("image_id", "path", "dx"), "a benchbox CSV dataset")
     check_labels(table, "dx", CLASSES, path)
+    check_filled(table, "image_id", path)
     check_unique(table, "image_id", path)
     for column, default in OPTIONAL_DEFAULTS.items():
         if column not in table:

@@ -12,10 +12,10 @@ from tqdm.auto import tqdm
 
 from ..errors import BenchboxError
 from ..labels import CLASS_INDEX
-from ..paths import cache_dir
+from ..paths import atomic_write, cache_dir
 from .arrays import ImageSet
 from .image_cache import BadImageError, cached_arrays, decode_resized, file_hashes
-from .ita import ita_category, ita_degrees
+from .ita import ita_category, skin_tone
 from .manifest import manifest_hash
 
 ANALYSIS_SIZE = 128  # resolution at which skin tone is measured
@@ -64,38 +64,54 @@ class Dataset:
 
 
 def _drop_unreadable(manifest: pd.DataFrame, on_bad_image: str, notes: list[str]) -> pd.DataFrame:
-    """Try to decode every image once; fail on the first bad one or drop them all (`skip`)."""
+    """Decode every image as the skin-tone pass does (so a file is bad here exactly when it failed
+    there); fail on the first bad one or drop them all (`skip`), naming each with its reason."""
     bad = []
     for row in tqdm(manifest.itertuples(), total=len(manifest), desc="checking images", unit="img"):
         try:
-            decode_resized(row.path, 16)
+            decode_resized(row.path, ANALYSIS_SIZE)
             if row.mask_path:
-                decode_resized(row.mask_path, 16, is_mask=True)
+                decode_resized(row.mask_path, ANALYSIS_SIZE, is_mask=True)
         except BadImageError as error:
             if on_bad_image == "fail":
                 raise
-            bad.append((row.image_id, error.path))
+            bad.append((row.image_id, error.path, error.reason))
     if bad:
-        listed = ", ".join(f"{image_id} ({path})" for image_id, path in bad[:5])
+        listed = ", ".join(f"{image_id} ({path}: {reason})" for image_id, path, reason in bad[:5])
         notes.append(f"skipped {len(bad)} unreadable image(s): {listed}")
         manifest = manifest[~manifest["image_id"].isin([b[0] for b in bad])].reset_index(drop=True)
     return manifest
 
 
-def _skin_tones(dataset: Dataset, progress: bool) -> np.ndarray:
-    """ITA per image, cached under the dataset hash."""
-    path = cache_dir() / "ita" / f"{dataset.hash[:32]}.json"
+def _skin_tones(dataset: Dataset, progress: bool) -> tuple[np.ndarray, dict[str, str]]:
+    """ITA per image and, for each image whose ITA is NaN, why; cached under the dataset hash."""
+    path = cache_dir() / "ita" / f"{dataset.hash[:32]}.v2.json"  # v2: NaN with a reason for grayscale images
+    ids = dataset.manifest["image_id"]
     if path.exists():
         stored = json.loads(path.read_text())
-        return np.array([stored[i] for i in dataset.manifest["image_id"]], dtype=float)
+        values = np.array([np.nan if stored["ita"][i] is None else stored["ita"][i] for i in ids], dtype=float)
+        return values, {i: stored["reasons"][i] for i in ids if i in stored["reasons"]}
     images, masks = dataset.arrays(ANALYSIS_SIZE, progress=progress)
     has_mask = (dataset.manifest["mask_path"] != "").to_numpy()
-    values = np.array(
-        [ita_degrees(images[i], masks[i] if masks is not None and has_mask[i] else None) for i in range(len(images))]
-    )
+    tones = [skin_tone(images[i], masks[i] if masks is not None and has_mask[i] else None) for i in range(len(images))]
+    values = np.array([value for value, _ in tones], dtype=float)
+    reasons = {image_id: reason for image_id, (_, reason) in zip(ids, tones) if reason}
+    record = {"ita": {i: (None if np.isnan(v) else v) for i, v in zip(ids, values.tolist())}, "reasons": reasons}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(dict(zip(dataset.manifest["image_id"], values.tolist()))))
-    return values
+    atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record)))
+    return values, reasons
+
+
+def _skin_tone_notes(reasons: dict[str, str]) -> list[str]:
+    """One note per reason a skin tone is missing, with its count and a few of its images."""
+    by_reason: dict[str, list[str]] = {}
+    for image_id, reason in reasons.items():
+        by_reason.setdefault(reason, []).append(image_id)
+    return [
+        f"no skin tone for {len(ids):,} image(s) (e.g. {', '.join(ids[:3])}): {reason}; their ita is NaN and "
+        "ita_category empty, so the skin-tone subgroups leave them out"
+        for reason, ids in by_reason.items()
+    ]
 
 
 def finalize(
@@ -118,9 +134,12 @@ def finalize(
     dataset = Dataset(name, root, manifest, "", image_hashes, mask_hashes, notes)
     try:
         dataset.hash = manifest_hash(manifest, pd.Series(image_hashes) + pd.Series(mask_hashes))
-        ita = _skin_tones(dataset, progress)
-    except BadImageError:
+        ita, reasons = _skin_tones(dataset, progress)
+    except BadImageError as error:
         kept = _drop_unreadable(manifest, on_bad_image, notes)
+        if len(kept) == len(manifest):  # the check passed what the cache refused: never loop
+            raise error
         return finalize(name, root, kept, notes, on_bad_image, progress)
+    notes.extend(_skin_tone_notes(reasons))
     dataset.manifest = manifest.assign(ita=ita, ita_category=[ita_category(v) for v in ita])
     return dataset

@@ -17,7 +17,7 @@ from ..errors import BenchboxError
 from ..labels import CLASSES
 from .dataset import Dataset, finalize
 from .manifest import make_manifest
-from .tables import check_labels, check_unique, read_table
+from .tables import check_filled, check_labels, check_unique, read_table
 
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_FOLDERS = ("HAM10000_images_part_1", "HAM10000_images_part_2", "HAM10000_images")
@@ -44,6 +44,7 @@ def read_metadata(root: Path) -> pd.DataFrame:
     path = root / METADATA_FILE
     table = read_table(path, METADATA_COLUMNS, "a HAM10000 release")
     check_labels(table, "dx", CLASSES, path)
+    check_filled(table, "image_id", path)
     check_unique(table, "image_id", path)
     return table
 

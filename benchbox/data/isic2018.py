@@ -23,7 +23,7 @@ from ..labels import ISIC_COLUMNS
 from .dataset import Dataset, finalize
 from .ham10000 import _index_files
 from .manifest import make_manifest
-from .tables import check_unique, read_table
+from .tables import check_filled, check_unique, read_table
 
 PARTS = (("Training", "train"), ("Validation", "val"), ("Test", "test"))
 
@@ -33,6 +33,7 @@ def _read_part(root: Path, part: str, split: str, only_present: bool, notes: lis
     if not path.exists():
         return None
     table = read_table(path, ("image",) + ISIC_COLUMNS, "an ISIC 2018 Task 3 ground-truth file")
+    check_filled(table, "image", path)
     check_unique(table, "image", path)
     try:
         onehot = table[list(ISIC_COLUMNS)].astype(float).to_numpy()

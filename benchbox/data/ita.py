@@ -6,7 +6,8 @@ Skin pixels lie inside the image's inscribed circle (dermoscopes blacken the cor
 outside the lesion mask dilated by a margin (so the lesion's blurry rim is not counted as skin)
 or, without a mask, in an outer ring. The colour conversion and the angle use portable_math and
 explicit sums instead of numpy's CPU-dispatched power/cbrt/arctan2 and BLAS, so an image's skin
-tone category is the same on every machine.
+tone category is the same on every machine. A grayscale image has no skin tone: NaN, with a reason,
+and an empty category, which the subgroup metrics treat as missing.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ ITA_CATEGORIES = (
     ("dark", -np.inf),
 )
 LIGHT_DARK_CUT = 28.0  # the recall-ensemble paper's light/dark cut
+# A grayscale image has b* = 0 everywhere, so its ITA would be +-90 degrees ("very_light" or
+# "dark") whatever the skin. Up to 2 levels of channel difference is still gray: recompressing
+# or resizing a gray picture saved as RGB leaves that much rounding noise; skin differs by tens.
+GRAY_TOLERANCE = 2
+GRAYSCALE_REASON = "a grayscale image (R = G = B) has no colour to measure skin tone from"
 
 _RGB_TO_XYZ = np.array(
     [[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]]
@@ -67,11 +73,25 @@ def skin_region(height: int, width: int, mask: np.ndarray | None) -> np.ndarray:
     return (radius >= 0.75) & inside_field
 
 
-def ita_degrees(image: np.ndarray, mask: np.ndarray | None = None) -> float:
-    """Median ITA (degrees) over the skin pixels of one uint8 H x W x 3 image."""
+def is_grayscale(image: np.ndarray) -> bool:
+    """True when no pixel's channels differ by more than GRAY_TOLERANCE levels (R = G = B)."""
+    channels = np.asarray(image, dtype=np.int16)
+    return bool((channels.max(axis=-1) - channels.min(axis=-1)).max(initial=0) <= GRAY_TOLERANCE)
+
+
+def skin_tone(image: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, str]:
+    """(median ITA in degrees over the skin pixels of one uint8 H x W x 3 image, "") or, where ITA
+    says nothing, (NaN, the reason)."""
+    if is_grayscale(image):
+        return float("nan"), GRAYSCALE_REASON
     lab = rgb_to_lab(image[skin_region(*image.shape[:2], mask)])
     angles = pm.degrees(pm.arctan2(lab[:, 0] - 50.0, lab[:, 2]))
-    return float(np.median(angles))
+    return float(np.median(angles)), ""
+
+
+def ita_degrees(image: np.ndarray, mask: np.ndarray | None = None) -> float:
+    """Median ITA (degrees) over the skin pixels of one uint8 H x W x 3 image; NaN for a grayscale image."""
+    return skin_tone(image, mask)[0]
 
 
 def ita_category(degrees: float) -> str:

@@ -53,3 +53,14 @@ def check_unique(table: pd.DataFrame, column: str, path: Path) -> None:
             f"{path}: {column} {first!r} appears on lines {rows} ({duplicated.nunique()} duplicated id(s)); "
             "each image must be listed once."
         )
+
+
+def check_filled(table: pd.DataFrame, column: str, path: Path) -> None:
+    """Refuse empty (or blank) ids, naming the first such line: an image needs an id to be split."""
+    blank = table[column].str.strip() == ""
+    if blank.any():
+        row = int(blank.to_numpy().nonzero()[0][0])
+        raise BenchboxError(
+            f"{path}: line {row + 2}, column {column!r} is empty ({int(blank.sum())} row(s) affected); "
+            "every row needs an id. Fill it in or remove those rows."
+        )

@@ -208,8 +208,9 @@ def match_dataset(
     if n_dropped and not dataset_restricted:
         raise BenchboxError(
             f"{path}: {n_dropped:,} image ids in the split are not in the dataset (e.g. "
-            f"{', '.join(table.loc[extra, 'image_id'].head(3))}){made_for}. If the dataset was restricted on "
-            "purpose (--only-present), say so (dataset_restricted=True) and those rows are dropped; otherwise "
+            f"{', '.join(table.loc[extra, 'image_id'].head(3))}){made_for}. If the dataset lacks them on purpose "
+            "(images not downloaded, or left out by --on-bad-image skip), pass --only-present and those rows are "
+            "dropped; otherwise "
             f"make a split for this dataset with: {REGENERATE_HINT}"
         )
     matched = table.set_index("image_id").loc[dataset_ids.to_numpy()].reset_index()
