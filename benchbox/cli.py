@@ -18,6 +18,7 @@ COMMAND_MODULES = (
     "benchbox.runner.commands",
     "benchbox.reports.commands",
     "benchbox.gate_commands",
+    "benchbox.score.commands",
 )
 
 

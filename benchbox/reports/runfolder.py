@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import BenchboxError
+from ..runner.store import DONE_FILE, DamagedFile, damaged_stage_files, file_sha256, read_predictions, read_record
 
 
 @dataclass(frozen=True)
@@ -53,10 +56,14 @@ class Job:
     classes: list[str] = field(default_factory=list)
     threshold: float | None = None  # the binary operating point chosen on validation
     efficiency: dict[str, Any] = field(default_factory=dict)
+    repair: str = ""  # what to run to repair the job's folder, for messages about damaged files
 
     def predictions(self) -> pd.DataFrame:
-        """The job's per-image predictions (all splits)."""
-        return pd.read_csv(self.folder / "predictions.csv")
+        """The job's per-image predictions (all splits), refused by name when missing or not probabilities."""
+        try:
+            return read_predictions(self.folder / "predictions.csv", self.task)
+        except DamagedFile as damage:
+            raise BenchboxError(f"{damage}. {self.repair}") from None
 
     @property
     def explanations_path(self) -> Path:
@@ -71,6 +78,7 @@ class Run:
     info: dict[str, Any]
     jobs: list[Job]
     comparisons: list[dict[str, Any]]
+    repair: str = ""  # what to run to repair the folder, for messages about damaged files
     _means: dict[str, dict[str, Metric]] = field(default_factory=dict, repr=False)
 
     @property
@@ -105,7 +113,7 @@ class Run:
                 if len(done) > 1:
                     raise BenchboxError(
                         f"{self.folder / method / 'metrics.json'} is missing: {method} has {len(done)} finished seeds "
-                        "but no method-level metrics; re-run the same `benchbox run` command to write them.")
+                        f"but no method-level metrics. {self.repair or 'Re-run the same `benchbox run` command.'}")
                 self._means[method] = dict(done[0].metrics) if done else {}
         return self._means[method]
 
@@ -114,7 +122,7 @@ class Run:
         path = self.folder / method / "metrics.json"
         if not self.done_jobs(method) or not path.exists():
             return None
-        data = _read_json(path)
+        data = _read_json(path, self.repair)
         return {**data, "metrics": {name: parse_metric(name, entry, path)
                                     for name, entry in data.get("metrics", {}).items()}}
 
@@ -127,13 +135,49 @@ def _number(value: Any) -> float:
     return math.nan if value is None else float(value)
 
 
-def _read_json(path: Path) -> Any:
+def _read_json(path: Path, repair: str = "") -> Any:
+    """A run-folder JSON file; BenchboxError naming it (and `repair`, what to run) when missing or damaged."""
     try:
         return json.loads(path.read_text())
     except FileNotFoundError:
-        raise BenchboxError(f"{path} is missing; is this a complete run folder?") from None
-    except json.JSONDecodeError as error:
-        raise BenchboxError(f"{path} is not valid JSON ({error}); re-run the job.") from None
+        raise BenchboxError(f"{path} is missing; {repair or 'is this a complete run folder?'}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BenchboxError(f"{path} is not valid JSON ({error}); {repair or 're-run the job.'}") from None
+
+
+# `benchbox run` flags of RunConfig fields, with the value that needs no flag.
+RUN_FLAGS = (("split", "--split", None), ("device", "--device", "auto"), ("explain_n", "--explain-n", None),
+             ("faithfulness", "--faithfulness", "fast"), ("weights_dir", "--weights-dir", None),
+             ("on_bad_image", "--on-bad-image", "fail"))
+
+
+def rerun_command(config: Mapping[str, Any] | None, run_folder: str | Path) -> str:
+    """The `benchbox run` command line that runs a recorded configuration (run.json's `config`) into
+    `run_folder` again: finished, intact jobs are skipped, missing or damaged stages recomputed."""
+    out = shlex.quote(str(run_folder))
+    if not config:
+        return f"the `benchbox run` command that wrote this folder, with --out {out}"
+    words = ["benchbox", "run"]
+    if config.get("methods"):
+        words += ["--methods", ",".join(config["methods"])]
+    for key, flag in (("data", "--data"), ("profile", "--profile")):
+        if config.get(key) is not None:
+            words += [flag, str(config[key])]
+    if config.get("seeds"):
+        words += ["--seeds", ",".join(map(str, config["seeds"]))]
+    for key, flag, default in RUN_FLAGS:
+        if config.get(key, default) != default:
+            words += [flag, str(config[key])]
+    if config.get("pretrained") is not None:
+        words.append("--pretrained" if config["pretrained"] else "--no-pretrained")
+    if config.get("only_present"):
+        words.append("--only-present")
+    return "`" + shlex.join(words) + f" --out {out}`"
+
+
+def repair_advice(info: Mapping[str, Any], run_folder: Path) -> str:
+    return (f"Repair it by re-running the run into its folder (damaged stages and what depends on them are "
+            f"recomputed, the rest reused): {rerun_command(info.get('config'), run_folder)}")
 
 
 def parse_metric(name: str, entry: dict[str, Any], source: Path) -> Metric:
@@ -152,19 +196,19 @@ def parse_metric(name: str, entry: dict[str, Any], source: Path) -> Metric:
     )
 
 
-def _read_job(run_folder: Path, key: str, record: dict[str, Any]) -> Job:
+def _read_job(run_folder: Path, key: str, record: dict[str, Any], repair: str) -> Job:
     method, _, seed_part = key.rpartition("/")
-    if not method or not seed_part.startswith("seed"):
+    if not method or not seed_part.startswith("seed") or not seed_part[4:].isdigit():
         raise BenchboxError(f"{run_folder / 'run.json'}: job key {key!r} is not '<method>/seed<k>'.")
     folder = run_folder / method / seed_part
     job = Job(method=method, seed=int(seed_part[4:]), status=record.get("status", "failed"),
-              error=record.get("error"), folder=folder)
+              error=record.get("error"), folder=folder, repair=repair)
     if job.status != "done":
         if not job.error and (folder / "error.txt").exists():
             job.error = (folder / "error.txt").read_text()
         return job
     path = folder / "metrics.json"
-    data = _read_json(path)
+    data = _read_json(path, repair)
     job.task = data.get("task")
     job.metrics = {name: parse_metric(name, entry, path)
                    for name, entry in data.get("metrics", {}).items()}
@@ -173,22 +217,52 @@ def _read_job(run_folder: Path, key: str, record: dict[str, Any]) -> Job:
     job.classes = list(data.get("classes", []))
     job.threshold = data.get("threshold")
     if (folder / "efficiency.json").exists():
-        job.efficiency = _read_json(folder / "efficiency.json")
+        job.efficiency = _read_json(folder / "efficiency.json", repair)
     return job
 
 
+def damaged_files(folder: Path, info: Mapping[str, Any]) -> list[str]:
+    """'file what is wrong' for every file that the run sealed (each finished job's stage files in its
+    done.json, the run-level files in run.json's `files`) and that is missing or changed since."""
+    problems = []
+    for key, record in info.get("jobs", {}).items():
+        job_dir = folder / key
+        if record.get("status") != "done" or not (job_dir / DONE_FILE).exists():
+            continue  # a folder written without a seal (by hand, by an older benchbox) is checked as it is read
+        done = read_record(job_dir / DONE_FILE)
+        if done is None:
+            problems.append(f"{job_dir / DONE_FILE} is damaged (not a JSON object)")
+            continue
+        problems += [f"{job_dir / name} {problem}" for name, problem in damaged_stage_files(job_dir, done).items()]
+    for name, digest in (info.get("files") or {}).items():
+        path = folder / name
+        if not path.is_file():
+            problems.append(f"{path} is missing")
+        elif file_sha256(path) != digest:
+            problems.append(f"{path} is damaged (its sha256 is not the one run.json recorded)")
+    return problems
+
+
 def read_run(run_dir: str | Path) -> Run:
-    """Load run.json, every finished job's metrics.json and comparisons.json (if present)."""
+    """Load run.json, every finished job's metrics.json and comparisons.json (if present); a run folder
+    whose sealed files are missing or changed is refused, naming them and the command that repairs it."""
     folder = Path(run_dir)
     if not folder.is_dir():
         raise BenchboxError(f"{folder} is not a folder; pass a run folder written by `benchbox run`.")
     info = _read_json(folder / "run.json")
-    jobs = [_read_job(folder, key, record) for key, record in info.get("jobs", {}).items()]
+    if not isinstance(info, dict):
+        raise BenchboxError(f"{folder / 'run.json'} is not a JSON object; pass a run folder written by `benchbox run`.")
+    repair = repair_advice(info, folder)
+    problems = damaged_files(folder, info)
+    if problems:
+        listed = "\n".join(f"  {line}" for line in problems)
+        raise BenchboxError(f"run folder {folder} is damaged:\n{listed}\n{repair}")
+    jobs = [_read_job(folder, key, record, repair) for key, record in info.get("jobs", {}).items()]
     if not jobs:
         raise BenchboxError(f"{folder / 'run.json'} lists no jobs; nothing to report.")
     comparisons_path = folder / "comparisons.json"
-    comparisons = _read_json(comparisons_path) if comparisons_path.exists() else []
-    return Run(folder=folder, info=info, jobs=jobs, comparisons=comparisons)
+    comparisons = _read_json(comparisons_path, repair) if comparisons_path.exists() else []
+    return Run(folder=folder, info=info, jobs=jobs, comparisons=comparisons, repair=repair)
 
 
 def intervals_missing_their_estimate(run_dir: str | Path) -> list[str]:

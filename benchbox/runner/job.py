@@ -1,9 +1,11 @@
 """One (method, seed) job: fit or reuse, predict, score, explain, time; each stage saved as it ends.
 
 A job folder holds `job.json` (what the job is), then `predictions.csv`, `efficiency.json`,
-`explanations.npz` + `xai.json`, `metrics.json` and finally `done.json`. Each is written
-atomically, and a stage whose file exists for the same job key is not redone, so a killed run
-resumes where it stopped. A failure writes `error.txt` with the traceback.
+`explanations.npz` + `xai.json`, `metrics.json` and finally `done.json`, which seals the stage
+files with their sha256. Each is written atomically, and a stage whose file exists for the same
+job key is not redone, so a killed run resumes where it stopped. A finished job is skipped only
+while its sealed files are intact: one that is missing or changed is recomputed, with the stages
+computed from it, and the run says so. A failure writes `error.txt` with the traceback.
 """
 
 from __future__ import annotations
@@ -22,7 +24,20 @@ import pandas as pd
 from ..data.dataset import Dataset
 from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_CLASSES, MALIGNANT_INDICES
 from ..paths import atomic_write, cache_dir
-from .store import read_json, write_csv, write_json, write_npz
+from .store import (
+    DONE_FILE,
+    STAGE_FILES,
+    DamagedFile,
+    damaged_stage_files,
+    read_json,
+    read_predictions,
+    read_record,
+    read_stage_json,
+    seal_job,
+    write_csv,
+    write_json,
+    write_npz,
+)
 
 log = logging.getLogger("benchbox.run")
 
@@ -69,10 +84,6 @@ class JobInputs:
     progress: bool = True
 
 
-def _stage_done(path: Path, key: str, marker: Path) -> bool:
-    return path.exists() and marker.exists() and read_json(marker).get("job_key") == key
-
-
 def checkpoint_dir(spec: JobSpec) -> Path:
     return cache_dir() / "checkpoints" / spec.method / spec.fit_key()[:20]
 
@@ -102,6 +113,7 @@ def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
         progress=inputs.progress,
     )
     ctx.logger = log
+    ctx.fit_key = spec.fit_key()  # a resume state saved under another fit is not trusted
     seed_everything(spec.seed)
     start = time.perf_counter()
     method.fit(train, val, ctx)
@@ -192,6 +204,16 @@ def score(spec: JobSpec, task: str, frame: pd.DataFrame, manifest: pd.DataFrame,
     return metrics, extra
 
 
+def _warn_if_degenerate(spec: JobSpec, frame: pd.DataFrame, threshold: float) -> None:
+    """Say in the run log when the validation threshold puts (nearly) all test images on one side."""
+    from ..metrics.operating_point import degenerate_operating_point
+
+    val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+    why = degenerate_operating_point(val["p_malignant"], test["p_malignant"], _malignant(test), threshold)
+    if why:
+        log.warning("%s: %s", spec.name, why)
+
+
 def _malignant(frame: pd.DataFrame) -> np.ndarray:
     return frame["y_true"].isin(MALIGNANT_CLASSES).astype(int).to_numpy()
 
@@ -264,25 +286,85 @@ def efficiency_metrics(method, spec: JobSpec) -> dict[str, dict]:
     return {"metrics": entries, "details": measured}
 
 
-STAGE_FILES = ("predictions.csv", "isic_submission.csv", "efficiency.json", "xai.json", "explanations.npz",
-               "metrics.json", "error.txt", "done.json")
+REMOVED_ON_RESTART = (*STAGE_FILES, "error.txt", DONE_FILE)
+
+# A stage file -> the files computed from it, which a damaged copy takes with it. One stage writes
+# explanations.npz and xai.json together, so each takes the other; metrics.json is recomputed by
+# every unfinished job anyway and isic_submission.csv is rewritten from predictions.csv.
+DERIVED = {
+    "predictions.csv": ("isic_submission.csv", "metrics.json"),
+    "isic_submission.csv": (),
+    "efficiency.json": ("metrics.json",),
+    "explanations.npz": ("xai.json", "metrics.json"),
+    "xai.json": ("explanations.npz", "metrics.json"),
+    "metrics.json": (),
+}
+READ_PREDICTIONS = {"dtype": {"image_id": str, "lesion_id": str}}
 
 
 def _remove_stage_files(job_dir: Path) -> None:
-    for name in STAGE_FILES:
+    for name in REMOVED_ON_RESTART:
         (job_dir / name).unlink(missing_ok=True)
 
 
+def _discard(job_dir: Path, problems: dict[str, str], job_name: str) -> list[str]:
+    """Remove damaged stage files, what was computed from them and done.json; returns what it logged."""
+    notes = []
+    for name, problem in problems.items():
+        derived = [d for d in DERIVED.get(name, ()) if d not in problems and (job_dir / d).exists()]
+        also = f", with {' and '.join(derived)} computed from it" if derived else ""
+        notes.append(f"{job_name}: {name} {problem}; recomputing it{also}")
+        log.warning(notes[-1])
+        for stale in (name, *DERIVED.get(name, ())):
+            (job_dir / stale).unlink(missing_ok=True)
+    (job_dir / DONE_FILE).unlink(missing_ok=True)
+    return notes
+
+
+def _check_finished(spec: JobSpec, job_dir: Path, key: str) -> tuple[dict | None, list[str]]:
+    """(done.json when the job is finished and every sealed file is intact, notes on what was not)."""
+    done_path = job_dir / DONE_FILE
+    if not done_path.exists():
+        return None, []
+    done = read_record(done_path)
+    if done is None:
+        note = (f"{spec.name}: {DONE_FILE} is damaged, so its stage files cannot be verified; recomputing "
+                "every stage (a trained model in the checkpoint cache is reused)")
+        log.warning(note)
+        _remove_stage_files(job_dir)
+        return None, [note]
+    if done.get("job_key") != key:
+        return None, []
+    problems = damaged_stage_files(job_dir, done)
+    if not problems:
+        return done, []
+    return None, _discard(job_dir, problems, spec.name)
+
+
+def _sound_stage(job_dir: Path, name: str, read, job_name: str, notes: list[str]):
+    """An unfinished job's stage file read back (a killed run's work), or None when it is absent or
+    damaged (then removed with what was computed from it, and noted)."""
+    if not (job_dir / name).exists():
+        return None
+    try:
+        return read(job_dir / name)
+    except DamagedFile as damage:
+        notes += _discard(job_dir, {name: damage.problem}, job_name)
+        return None
+
+
 def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
-    """Run or resume one job; returns {"status", "error", "timings"} and never raises for a method's fault."""
+    """Run or resume one job; returns {"status", "error", "timings", "repaired"} and never raises for a
+    method's fault. "repaired" lists the damaged stage files that were recomputed."""
     job_dir = inputs.job_dir
     key = spec.job_key()
-    done = job_dir / "done.json"
-    if done.exists() and read_json(done).get("job_key") == key:
-        return {"status": "done", "error": None, "skipped": True, **read_json(done)}
+    done, notes = _check_finished(spec, job_dir, key)
+    if done is not None:
+        return {"status": "done", "error": None, "skipped": True, "repaired": [], **done}
     job_dir.mkdir(parents=True, exist_ok=True)
     marker = job_dir / "job.json"
-    if not marker.exists() or read_json(marker).get("job_key") != key:
+    recorded = read_record(marker)
+    if recorded is None or recorded.get("job_key") != key:
         _remove_stage_files(job_dir)
         write_json(marker, {"job_key": key, "fit_key": spec.fit_key(), "method": spec.method, "seed": spec.seed,
                             "profile": spec.profile, "settings": spec.settings, "input_size": spec.input_size})
@@ -299,26 +381,28 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
         stage = "predict"
         start = time.perf_counter()
         predictions_path = job_dir / "predictions.csv"
-        if predictions_path.exists():
-            frame = pd.read_csv(predictions_path, dtype={"image_id": str, "lesion_id": str})
-        else:
+        isic_path = job_dir / "isic_submission.csv"
+        frame = _sound_stage(job_dir, "predictions.csv",
+                             lambda path: read_predictions(path, card.task, **READ_PREDICTIONS), spec.name, notes)
+        if frame is None:
             frame = predictions_frame(method, inputs, spec.input_size)
             write_csv(predictions_path, frame)
-            if card.task == "multiclass":
-                write_csv(job_dir / "isic_submission.csv", isic_submission(frame))
+        if card.task == "multiclass" and not isic_path.exists():
+            write_csv(isic_path, isic_submission(frame))
         timings["predict_s"] = time.perf_counter() - start
 
         stage = "efficiency"
         start = time.perf_counter()
         efficiency_path = job_dir / "efficiency.json"
-        if not efficiency_path.exists():
+        if _sound_stage(job_dir, "efficiency.json", lambda path: read_stage_json(path, ("metrics",)),
+                        spec.name, notes) is None:
             write_json(efficiency_path, efficiency_metrics(method, spec))
         timings["efficiency_s"] = time.perf_counter() - start
 
         stage = "explain"
         start = time.perf_counter()
         xai_path = job_dir / "xai.json"
-        if not xai_path.exists():
+        if _sound_stage(job_dir, "xai.json", _read_xai, spec.name, notes) is None:
             xai_metrics = {}
             scores, arrays = explain_and_score(spec, method, inputs)
             if scores:
@@ -333,6 +417,7 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
         start = time.perf_counter()
         manifest = inputs.dataset.manifest
         metrics, extra = score(spec, card.task, frame, manifest, method.operating_threshold())
+        _warn_if_degenerate(spec, frame, extra["threshold"])
         metrics.update(read_json(efficiency_path)["metrics"])
         metrics.update(read_json(xai_path)["metrics"])
         if method.segments:
@@ -345,11 +430,19 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
         text = f"{spec.name} failed during {stage}: {type(error).__name__}: {error}\n\n{traceback.format_exc()}"
         atomic_write(job_dir / "error.txt", lambda tmp: Path(tmp).write_text(text))
         log.error("%s failed during %s: %s: %s", spec.name, stage, type(error).__name__, error)
-        return {"status": "failed", "error": f"{stage}: {type(error).__name__}: {error}", "timings": timings}
-    (job_dir / "error.txt").unlink(missing_ok=True)
+        return {"status": "failed", "error": f"{stage}: {type(error).__name__}: {error}", "timings": timings,
+                "repaired": notes}
     (job_dir / "error.txt").unlink(missing_ok=True)  # an earlier attempt's failure no longer holds
-    write_json(done, {"job_key": key, "timings": timings, "reused_checkpoint": fit_info["reused_checkpoint"]})
-    return {"status": "done", "error": None, "skipped": False, "timings": timings}
+    seal_job(job_dir, {"job_key": key, "timings": timings, "reused_checkpoint": fit_info["reused_checkpoint"]})
+    return {"status": "done", "error": None, "skipped": False, "timings": timings, "repaired": notes}
+
+
+def _read_xai(path: Path) -> dict:
+    """xai.json, which promises explanations.npz unless it says why nothing was explained."""
+    data = read_stage_json(path, ("metrics",))
+    if data.get("skipped") is None and not (path.parent / "explanations.npz").is_file():
+        raise DamagedFile(path, "lists explanation scores but explanations.npz is missing")
+    return data
 
 
 def segmentation_metrics(method, inputs: JobInputs, spec: JobSpec) -> dict:

@@ -16,7 +16,7 @@ import pandas as pd
 
 from ..metrics.seeds import ONE_SEED_NOTE, SEED_AWARE
 from .job import JobSpec, probabilities
-from .store import read_json, write_json
+from .store import DONE_FILE, read_json, read_record, write_json
 
 INTERVAL_SEED_AWARE = (
     f"{SEED_AWARE}: mean over seeds; lesion bootstrap of the seed mean widened by the seeds' spread "
@@ -25,13 +25,37 @@ INTERVAL_SEED_AWARE = (
 
 
 def finished_seeds(run_dir: Path, jobs: list[JobSpec], method: str) -> list[int]:
-    """Seeds of `method` whose job folder holds a finished job with this run's job key."""
+    """Seeds of `method` whose job folder holds a finished job with this run's job key (a damaged
+    done.json is no finished job: the runner recomputes that job before pooling)."""
     seeds = []
     for job in jobs:
-        done = run_dir / job.method / f"seed{job.seed}" / "done.json"
-        if job.method == method and done.exists() and read_json(done).get("job_key") == job.job_key():
+        if job.method != method:
+            continue
+        done = read_record(run_dir / job.method / f"seed{job.seed}" / DONE_FILE)
+        if done is not None and done.get("job_key") == job.job_key():
             seeds.append(job.seed)
     return sorted(seeds)
+
+
+class FinishedEntry:
+    """A finished (method, seed) folder that no JobSpec describes (an outside model `benchbox score`
+    added), in the shape pooling and comparisons read: method, seed, job_key()."""
+
+    def __init__(self, method: str, seed: int, key: str):
+        self.method, self.seed, self._key = method, seed, key
+
+    def job_key(self) -> str:
+        return self._key
+
+
+def scored_entries(run_dir: Path, record: dict) -> list[FinishedEntry]:
+    """The outside models of run.json's `scored` whose folder holds a sealed, finished entry."""
+    entries = []
+    for name in record.get("scored", {}):
+        done = read_record(run_dir / name / "seed0" / DONE_FILE)
+        if done is not None and "job_key" in done:
+            entries.append(FinishedEntry(name, 0, done["job_key"]))
+    return entries
 
 
 def test_predictions(folder: Path) -> pd.DataFrame:

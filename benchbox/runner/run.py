@@ -21,9 +21,9 @@ from ..metrics.config import DEFAULT_SUITES
 from ..paths import cache_dir, portable_path
 from .config import FAITHFULNESS, RunConfig
 from .job import JobInputs, JobSpec, probabilities, run_job
-from .pooling import finished_seeds, pool_method, test_predictions
+from .pooling import finished_seeds, pool_method, scored_entries, test_predictions
 from .provenance import code_version, hardware, library_versions, source_hash
-from .store import RunLock, read_json, write_json
+from .store import RunLock, file_sha256, read_json, write_json
 
 log = logging.getLogger("benchbox.run")
 
@@ -163,6 +163,78 @@ def pool_seeds(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], manife
             record.setdefault("pooling_errors", {})[method] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
 
 
+# Fields of RunConfig that may differ between runs into one folder: more methods or seeds add jobs,
+# the folder and device do not change what is computed. data, split, explain_n and pretrained are
+# compared by what they resolve to (dataset and split hashes, evaluation settings, each method's weights).
+ADDABLE = ("methods", "seeds", "out", "device")
+RESOLVED = ("data", "split", "explain_n", "pretrained")
+
+
+def _short(digest: str) -> str:
+    return f"{digest[:12]}…"
+
+
+def configuration_differences(previous: dict, current: dict) -> list[str]:
+    """What differs between the run recorded in a folder's run.json and this one ('what: there, now'),
+    over what decides results; a key the earlier run.json lacks is not compared."""
+    before, now = previous.get("config", {}), current["config"]
+    differences = [f"{key}: {before[key]!r} in the folder, {now[key]!r} now" for key in now
+                   if key not in ADDABLE + RESOLVED and key in before and before[key] != now[key]]
+    for part, key in (("dataset", "data"), ("split", "split")):
+        old, new = previous.get(part, {}).get("hash"), current[part]["hash"]
+        if old is not None and old != new:
+            differences.append(f"{key}: {before.get(key)!r} (sha256 {_short(old)}) in the folder, "
+                               f"{now.get(key)!r} (sha256 {_short(new)}) now")
+    old, new = previous.get("evaluation") or {}, current["evaluation"]
+    if before.get("profile") == now.get("profile"):  # else they differ with the profile, which is named
+        differences += [f"{key}: {old[key]!r} in the folder, {new[key]!r} now" for key in new
+                        if key in old and old[key] != new[key]]
+    old = previous.get("pretrained") or {}
+    differences += [f"pretrained weights of {name}: {old[name]} in the folder, {flag} now"
+                    for name, flag in current["pretrained"].items() if name in old and old[name] != flag]
+    return differences
+
+
+def _earlier_run(run_dir: Path) -> dict:
+    """The run recorded in run_dir's run.json ({} when there is none); a run.json that cannot tell
+    which configuration the folder holds is refused rather than overwritten."""
+    path = run_dir / "run.json"
+    if not path.exists():
+        return {}
+    advice = (f"If {run_dir} holds this same configuration, delete {path} and run again (its intact "
+              "finished jobs are reused); otherwise choose another --out.")
+    try:
+        previous = read_json(path)
+    except (OSError, ValueError) as error:
+        raise BenchboxError(f"{path} is damaged ({error}), so benchbox cannot tell which configuration "
+                            f"{run_dir} holds. {advice}") from None
+    if not isinstance(previous, dict) or not isinstance(previous.get("config"), dict):
+        raise BenchboxError(f"{path} records no configuration, so benchbox cannot tell what {run_dir} holds. {advice}")
+    return previous
+
+
+def refuse_another_configuration(run_dir: Path, previous: dict, current: dict) -> None:
+    """One configuration per run folder: another one would replace or mix with the folder's results."""
+    differences = configuration_differences(previous, current) if previous else []
+    if not differences:
+        return
+    from ..reports.runfolder import rerun_command
+
+    listed = "\n".join(f"  {line}" for line in differences)
+    raise BenchboxError(
+        f"{run_dir} holds a run of another configuration; this run would replace or mix with its results:\n"
+        f"{listed}\nRun this configuration into another folder (another --out, or no --out for "
+        f"reports/<run id>). To add methods or seeds to {run_dir}, keep its configuration: "
+        f"{rerun_command(previous['config'], run_dir)} with your --methods or --seeds."
+    )
+
+
+def _sealed_run_files(run_dir: Path, methods: list[str]) -> dict[str, str]:
+    """sha256 of the run-level files this run wrote (pooled metrics, comparisons), which the report verifies."""
+    names = [f"{method}/metrics.json" for method in methods] + ["comparisons.json"]
+    return {name: file_sha256(run_dir / name) for name in names if (run_dir / name).is_file()}
+
+
 def execute(config: RunConfig, progress: bool = True) -> int:
     """Run a configuration; returns the exit code (1 when any job failed)."""
     started = time.perf_counter()
@@ -173,9 +245,8 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     split_table = cap_evaluation_images(loaded.table, evaluation["max_eval_images"])
     run_dir = config.run_dir()
     code = code_version()
-    with RunLock(run_dir), run_log(run_dir / "run.log"):
-        run_json = run_dir / "run.json"
-        previous = read_json(run_json) if run_json.exists() else {}
+    with RunLock(run_dir):
+        previous = _earlier_run(run_dir)
         record = {
             "run_id": config.run_id(),
             "created": previous.get("created", datetime.now(timezone.utc).isoformat(timespec="seconds")),
@@ -191,46 +262,74 @@ def execute(config: RunConfig, progress: bool = True) -> int:
                       "counts": loaded.table["split"].value_counts().to_dict(),
                       "evaluated": split_table["split"].value_counts().to_dict()},
             "evaluation": evaluation,
+            "pretrained": checked["pretrained"],
             "metric_suites_sha256": suites_hash,
-            "jobs": {},  # this invocation's jobs only (finished ones are skipped and listed again)
+            # this invocation's jobs (finished ones are skipped and listed again), and the outside
+            # models `benchbox score` added, which stay on the boards
+            "jobs": {name: job for name, job in previous.get("jobs", {}).items() if job.get("scored")},
+            "scored": previous.get("scored", {}),
             "timings": {},
         }
+        refuse_another_configuration(run_dir, previous, record)
+        with run_log(run_dir / "run.log"):
+            report_path = _run_jobs(run_dir, record, config, checked, split_table, started, progress)
+    return _summary(run_dir, record, report_path)
+
+
+def _run_jobs(run_dir: Path, record: dict, config: RunConfig, checked: dict, split_table: pd.DataFrame,
+              started: float, progress: bool) -> Path | None:
+    """Every job of the run, then pooling, comparisons and the report; keeps run.json current."""
+    dataset, loaded = checked["dataset"], checked["split"]
+    run_json = run_dir / "run.json"
+    write_json(run_json, record)
+    specs = []
+    for name, card in checked["cards"].items():
+        for seed in config.seeds:
+            specs.append(JobSpec(
+                method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
+                input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
+                split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
+                options={**record["evaluation"], "faithfulness": config.faithfulness,
+                         "weights_dir": config.weights_dir, "metric_suites": record["metric_suites_sha256"]},
+            ))
+    for index, spec in enumerate(specs, 1):
+        print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
+        inputs = JobInputs(dataset, split_table, run_dir / spec.method / f"seed{spec.seed}",
+                           checked["device"], progress)
+        result = run_job(spec, checked["cards"][spec.method], inputs)
+        for note in result.get("repaired", []):
+            print(f"[{index}/{len(specs)}] {note}", flush=True)
+        record["jobs"][spec.name] = {"status": result["status"], "error": result["error"],
+                                     "timings": result.get("timings", {})}
         write_json(run_json, record)
-        specs = []
-        for name, card in checked["cards"].items():
-            for seed in config.seeds:
-                specs.append(JobSpec(
-                    method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
-                    input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
-                    split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
-                    options={**evaluation, "faithfulness": config.faithfulness, "weights_dir": config.weights_dir,
-                             "metric_suites": suites_hash},
-                ))
-        for index, spec in enumerate(specs, 1):
-            print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
-            inputs = JobInputs(dataset, split_table, run_dir / spec.method / f"seed{spec.seed}",
-                               checked["device"], progress)
-            result = run_job(spec, checked["cards"][spec.method], inputs)
-            record["jobs"][spec.name] = {"status": result["status"], "error": result["error"],
-                                         "timings": result.get("timings", {})}
-            write_json(run_json, record)
-            print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
-        tasks = {name: card.task for name, card in checked["cards"].items()}
-        start = time.perf_counter()
-        pool_seeds(run_dir, specs, tasks, dataset.manifest, record)
-        record["timings"]["pooling_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        try:
-            write_json(run_dir / "comparisons.json", compare_methods(run_dir, specs, tasks))
-        except Exception as error:  # comparisons are a summary: record, do not lose the run
-            log.error("pairwise comparisons failed: %s", error)
-            record["comparisons_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
-        record["timings"]["comparisons_s"] = time.perf_counter() - start
-        start = time.perf_counter()
-        report_path = _report(run_dir, record, progress)
-        record["timings"]["report_s"] = time.perf_counter() - start
-        record["timings"]["total_s"] = time.perf_counter() - started
-        write_json(run_json, record)
+        print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
+    tasks = {name: card.task for name, card in checked["cards"].items()}
+    outside = scored_entries(run_dir, record)
+    tasks.update({entry.method: record["scored"][entry.method]["task"] for entry in outside})
+    start = time.perf_counter()
+    pool_seeds(run_dir, specs, tasks, dataset.manifest, record)
+    record["timings"]["pooling_s"] = time.perf_counter() - start
+    start = time.perf_counter()
+    try:
+        compared = specs + [entry for entry in outside if not record["scored"][entry.method].get("subset")]
+        write_json(run_dir / "comparisons.json", compare_methods(run_dir, compared, tasks))
+    except Exception as error:  # comparisons are a summary: record, do not lose the run
+        (run_dir / "comparisons.json").unlink(missing_ok=True)  # an earlier run's would not match these jobs
+        log.error("pairwise comparisons failed: %s", error)
+        record["comparisons_error"] = f"{type(error).__name__}: {error}\n{traceback.format_exc()}"
+    record["timings"]["comparisons_s"] = time.perf_counter() - start
+    record["files"] = _sealed_run_files(run_dir, list(tasks))
+    write_json(run_json, record)  # the report reads run.json, the seal of the run-level files included
+    start = time.perf_counter()
+    report_path = _report(run_dir, record, progress)
+    record["timings"]["report_s"] = time.perf_counter() - start
+    record["timings"]["total_s"] = time.perf_counter() - started
+    write_json(run_json, record)
+    return report_path
+
+
+def _summary(run_dir: Path, record: dict, report_path: Path | None) -> int:
+    """Print where the results are and what failed; the exit code (1 when a job or a summary failed)."""
     failed = {name: job for name, job in record["jobs"].items() if job["status"] != "done"}
     print(f"run folder: {run_dir}")
     if report_path:

@@ -68,3 +68,68 @@ def test_failed_job_error_falls_back_to_error_txt(tmp_path):
     failed = read_run(run_dir).failed_jobs()[0]
     assert failed.error == (run_dir / FAILED_METHOD / "seed0" / "error.txt").read_text()
     assert failed.error.endswith("CUDA out of memory (planted)")
+
+
+def _edit_cell(path, line: int, column: str, value: str) -> None:
+    lines = path.read_text().splitlines()
+    header, cells = lines[0].split(","), lines[line - 1].split(",")
+    cells[header.index(column)] = value
+    lines[line - 1] = ",".join(cells)
+    path.write_text("\n".join(lines) + "\n")
+
+
+NOT_ONE = "holds probability rows that do not sum to 1 (tolerance 0.0001) at line 6 (image ISIC_0000004): sums "
+
+
+@pytest.mark.parametrize(("method", "column", "value", "problem"), [
+    ("msfa", "p_mel", "nan", "holds a missing, NaN or non-numeric p_mel at line 6 (image ISIC_0000004)"),
+    ("msfa", "p_nv", "0.97", NOT_ONE),
+    ("xception", "p_benign", "0.2", NOT_ONE),
+    ("xception", "p_malignant", "", "holds a missing, NaN or non-numeric p_malignant at line 6"),
+])
+def test_predictions_that_are_not_probabilities_are_refused_naming_file_line_and_repair(
+        tmp_path, capsys, method, column, value, problem):
+    from benchbox import cli
+
+    run_dir = build_run(tmp_path, methods=("msfa", "xception"), failed=())
+    _edit_cell(run_dir / method / "seed0" / "predictions.csv", 6, column, value)
+    assert cli.main(["report", str(run_dir), "--out", str(tmp_path / "report")]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_dir}/{method}/seed0/predictions.csv {problem}" in err and "Traceback" not in err
+    assert f"benchbox run --methods msfa,xception --data synthderm --profile quick --seeds 0 --out {run_dir}" in err
+    assert not (tmp_path / "report").exists()  # nothing half-rendered
+
+
+def test_a_deleted_predictions_csv_is_named_with_its_repair(tmp_path, capsys):
+    from benchbox import cli
+
+    run_dir = build_run(tmp_path, methods=("msfa",), failed=())
+    (run_dir / "msfa" / "seed0" / "predictions.csv").unlink()
+    assert cli.main(["report", str(run_dir)]) == 2
+    err = capsys.readouterr().err
+    assert f"{run_dir}/msfa/seed0/predictions.csv is missing. Repair it by re-running" in err
+    assert "Traceback" not in err and "FileNotFoundError" not in err
+
+
+def test_the_repair_command_parses_back_to_the_recorded_configuration():
+    import shlex
+
+    from benchbox.cli import build_parser
+    from benchbox.reports.runfolder import rerun_command
+
+    config = {"methods": ["msfa", "xception"], "data": "ham10000:/data/HAM 10000", "split": "s.csv",
+              "profile": "paper", "seeds": [0, 2], "out": "elsewhere", "device": "cuda:1", "explain_n": 16,
+              "faithfulness": "road", "pretrained": False, "weights_dir": "/w", "only_present": True,
+              "on_bad_image": "skip"}
+    command = rerun_command(config, "runs/my run")
+    assert command.startswith("`benchbox run ") and command.endswith("`")
+    args = build_parser().parse_args(shlex.split(command.strip("`"))[1:])
+    assert (args.methods, args.data, args.split, args.profile, args.seeds, args.out, args.device) == (
+        "msfa,xception", "ham10000:/data/HAM 10000", "s.csv", "paper", [0, 2], "runs/my run", "cuda:1")
+    assert (args.explain_n, args.faithfulness, args.pretrained, args.weights_dir, args.only_present,
+            args.on_bad_image) == (16, "road", False, "/w", True, "skip")
+    defaults = build_parser().parse_args(shlex.split(rerun_command(
+        {"methods": ["msfa"], "data": "synthderm", "profile": "quick", "seeds": [0], "split": None,
+         "device": "auto", "explain_n": None, "faithfulness": "fast", "pretrained": None, "weights_dir": None,
+         "only_present": False, "on_bad_image": "fail"}, "r").strip("`"))[1:])
+    assert (defaults.pretrained, defaults.explain_n, defaults.split, defaults.device) == (None, None, None, "auto")
