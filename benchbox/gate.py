@@ -25,8 +25,9 @@ from .metrics.paired import holm
 from .errors import BenchboxError
 from .reports.boards import format_number, markdown_table
 from .reports.runfolder import Run, read_run
+from .package_data import metrics_dir
 
-DEFAULT_POLICY = Path(__file__).resolve().parents[1] / "metrics" / "gate.yaml"
+DEFAULT_POLICY = metrics_dir() / "gate.yaml"  # $BENCHBOX_METRICS, else the policy shipped with benchbox
 BASELINE_FORMAT = 2
 # What defines the protocol: a difference makes the numbers not comparable.
 PROTOCOL_FIELDS = ("dataset_hash", "split_hash", "profile", "seeds", "explain_n", "faithfulness", "deletion_steps")

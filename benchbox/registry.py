@@ -1,24 +1,28 @@
 """The method registry: one generic `Registry`, the method cards, and the plugin entry points.
 
 Where methods come from, in order:
-1. the YAML cards in the top-level `registry/` folder (or `$BENCHBOX_REGISTRY`), one per method;
+1. the YAML cards shipped with benchbox (the checkout's top-level `registry/` folder, installed as
+   the package data `benchbox._registry`), or those of `$BENCHBOX_REGISTRY` / `benchbox ls
+   --registry DIR`, one per method; files named `_*.yaml` are shared bases that cards `include:`;
 2. the `benchbox.methods` entry-point group of installed packages; an entry point names either
    a card file inside a package (`my_pkg:card.yaml`, read without importing the package) or a
    `Method` class (`my_pkg.module:MyMethod`, whose `card` class attribute holds the card);
 3. classes decorated with `@register_method` in this session that have no card elsewhere
    (again with their card in the `card` class attribute).
 
-Listing reads cards only, so `benchbox ls` never imports torch; a method's class is imported
-when the method is created (`MethodCard.load_class`).
+A method is declared once: a carded method's name, task, explainers and needs-masks are its card's
+(the class declares none of them, and `MethodCard.create` hands them to the instance); a method
+without a YAML card declares them as class attributes. Listing reads cards only, so `benchbox ls`
+never imports torch; a method's class is imported when the method is created.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import functools
 import importlib
 import importlib.util
-import os
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -28,10 +32,13 @@ import yaml
 
 from .errors import BenchboxError
 from .methods.base import PROFILES, TASKS, Method, RunContext
+from .package_data import REGISTRY_ENV, cards_dir
 
 ENTRY_POINT_GROUP = "benchbox.methods"
 REQUIRED_KEYS = ("name", "import_path", "task", "profiles")
-OPTIONAL_KEYS = ("explainers", "needs_masks", "summary", "paper", "claims", "notes")
+OPTIONAL_KEYS = ("explainers", "needs_masks", "summary", "paper", "claims", "notes", "include", "defaults")
+BASE_KEYS = ("include", "defaults", "profiles")  # all a shared base (`_*.yaml`) may hold: settings
+DECLARED_ONCE = ("name", "task", "explainers", "needs_masks")  # by the card, or by a class without a card
 
 T = TypeVar("T")
 
@@ -110,6 +117,7 @@ class MethodCard:
     claims: dict[str, Any] = field(default_factory=dict)  # metric name -> number or {value, note}: claims, never results
     notes: str = ""  # how the paper was read, and how each profile adapts it
     source: str = ""  # where the card came from (a file or an entry point)
+    from_class: bool = False  # built from a class's attributes (no YAML card), which then declare DECLARED_ONCE
 
     def settings(self, profile: str) -> dict[str, Any]:
         """A copy of this profile's settings (always with `input_size`)."""
@@ -145,7 +153,7 @@ class MethodCard:
         )
 
     def load_class(self) -> type[Method]:
-        """Import the method's class and check that it declares what its card says."""
+        """Import the method's class; a carded method's class must leave its declaration to the card."""
         module_name, _, qualname = self.import_path.partition(":")
         try:
             obj: Any = importlib.import_module(module_name)
@@ -155,24 +163,106 @@ class MethodCard:
             raise BenchboxError(f"method {self.name!r}: cannot import {self.import_path} named by {self.source}: {error}") from error
         if not (isinstance(obj, type) and issubclass(obj, Method)):
             raise BenchboxError(f"method {self.name!r}: {self.import_path} ({self.source}) is not a benchbox Method subclass.")
-        declared = {
-            "name": (obj.name, self.name),
-            "task": (obj.task, self.task),
-            "explainers": (tuple(obj.explainers), self.explainers),
-            "needs_masks": (bool(obj.needs_masks), self.needs_masks),
-        }
-        wrong = [f"{key}: class {code!r} vs card {card!r}" for key, (code, card) in declared.items() if code != card]
-        if wrong:
-            raise BenchboxError(f"method {self.name!r}: the class {self.import_path} and its card ({self.source}) disagree on " + "; ".join(wrong) + ".")
+        repeated = [] if self.from_class else [key for key in DECLARED_ONCE if _class_declares(obj, key)]
+        if repeated:
+            raise BenchboxError(
+                f"method {self.name!r}: the class {self.import_path} declares {repeated}, which its card ({self.source}) "
+                "declares; a method is declared once, so delete those class attributes (the card's reach the instance)."
+            )
         return obj
 
     def create(self) -> Method:
-        """A fresh, untrained instance of the method."""
-        return self.load_class()()
+        """A fresh, untrained instance of the method, carrying the card's name, task, explainers and needs-masks."""
+        method = self.load_class()()
+        method.name, method.task = self.name, self.task
+        method.explainers, method.needs_masks = self.explainers, self.needs_masks
+        return method
 
 
-def card_from_dict(data: Any, source: str) -> MethodCard:
-    """Validate a card's contents (from YAML or a class's `card` attribute); errors name the source."""
+def _class_declares(cls: type, key: str) -> bool:
+    """Whether `cls` or a base below `Method` assigns the class attribute `key`."""
+    for klass in cls.__mro__:
+        if klass is Method:
+            return False
+        if key in vars(klass):
+            return True
+    return False
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """`top` over `base`: mappings merge key by key (recursively); anything else, lists too, replaces."""
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else copy.deepcopy(value)
+    return out
+
+
+def _read_yaml(path: Path, source: str) -> Any:
+    try:
+        return yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except (OSError, yaml.YAMLError) as error:
+        raise BenchboxError(f"cannot read {source}: {error}") from error
+
+
+def _included(data: dict[str, Any], source: str, folder: Path | None, chain: tuple[Path, ...]) -> list[dict[str, dict[str, Any]]]:
+    """The resolved profiles of each file named by `include:` (a name or a list, relative to `folder`)."""
+    names = data.get("include") or []
+    names = [names] if isinstance(names, str) else names
+    if not isinstance(names, list) or not all(isinstance(name, str) and name for name in names):
+        raise BenchboxError(f"{source}: include must be a file name or a list of file names, got {data.get('include')!r}.")
+    if names and folder is None:
+        raise BenchboxError(f"{source}: include works in YAML card files only; write the shared settings into `defaults` or each profile.")
+    layers = []
+    for name in names:
+        path = Path(folder, name)
+        if path.resolve() in {p.resolve() for p in chain}:
+            cycle = " -> ".join(p.name for p in (*chain, path))
+            raise BenchboxError(f"{source}: include cycle {cycle}; a base must not include the card or base that includes it.")
+        if not path.is_file():
+            raise BenchboxError(f"{source}: included file {name!r} not found (looked for {path}).")
+        base_source = f"{path} (included by {source})"
+        base = _read_yaml(path, base_source)
+        if not isinstance(base, dict):
+            raise BenchboxError(f"{base_source}: a shared base must be a mapping with {list(BASE_KEYS)}, got {type(base).__name__}.")
+        extra = sorted(set(base) - set(BASE_KEYS))
+        if extra:
+            raise BenchboxError(
+                f"{base_source}: a shared base holds only {list(BASE_KEYS)} (settings), not {extra}; "
+                "write what declares a method (name, task, explainers, ...) in the method's own card."
+            )
+        layers.append(_resolved_profiles(base, base_source, path.parent, (*chain, path)))
+    return layers
+
+
+def _resolved_profiles(data: dict[str, Any], source: str, folder: Path | None, chain: tuple[Path, ...]) -> dict[str, dict[str, Any]]:
+    """Each profile's settings, lowest precedence first: the included bases in order, `defaults`, the profile's own."""
+    defaults = data.get("defaults") or {}
+    own = data.get("profiles") or {}
+    if not isinstance(defaults, dict):
+        raise BenchboxError(f"{source}: defaults (the settings every profile shares) must be a mapping, got {type(defaults).__name__}.")
+    if not isinstance(own, dict):
+        raise BenchboxError(f"{source}: profiles must be a mapping of profile name to settings, got {type(own).__name__}.")
+    unknown = sorted(set(own) - set(PROFILES))
+    if unknown:
+        raise BenchboxError(f"{source}: unknown profile(s) {unknown}; the profiles are {list(PROFILES)}.")
+    for profile, settings in own.items():
+        if settings is not None and not isinstance(settings, dict):
+            raise BenchboxError(f"{source}: profile {profile!r} must be a mapping of settings, got {type(settings).__name__}.")
+    layers = [*_included(data, source, folder, chain), {profile: defaults for profile in PROFILES} if defaults else {},
+              {profile: settings or {} for profile, settings in own.items()}]  # fmt: skip
+    resolved = {}
+    for profile in PROFILES:
+        present = [layer[profile] for layer in layers if profile in layer]
+        if present:
+            resolved[profile] = functools.reduce(_merge, present, {})
+    return resolved
+
+
+def card_from_dict(data: Any, source: str, path: Path | None = None, from_class: bool = False) -> MethodCard:
+    """Validate a card's contents (from YAML or a class's `card` attribute) and resolve its profiles.
+
+    `include:` files are found beside the card file `path` (None: a card without a file); errors name the source.
+    """
     if not isinstance(data, dict):
         raise BenchboxError(f"{source}: a method card must be a mapping of keys to values, got {type(data).__name__}.")
     missing = [key for key in REQUIRED_KEYS if key not in data]
@@ -184,12 +274,14 @@ def card_from_dict(data: Any, source: str) -> MethodCard:
         raise BenchboxError(f"{source}: task {data['task']!r} is not one of {TASKS}.")
     if ":" not in str(data["import_path"]):
         raise BenchboxError(f"{source}: import_path {data['import_path']!r} must look like 'package.module:ClassName'.")
-    profiles = data["profiles"]
-    if not isinstance(profiles, dict) or sorted(profiles) != sorted(PROFILES):
-        got = sorted(profiles) if isinstance(profiles, dict) else profiles
+    stated = data["profiles"]
+    if not isinstance(stated, dict) or sorted(stated) != sorted(PROFILES):  # each card names its profiles, bases or not
+        got = sorted(stated) if isinstance(stated, dict) else stated
         raise BenchboxError(f"{source}: profiles must define exactly {list(PROFILES)}, got {got}.")
+    profiles = _resolved_profiles(data, source, None if path is None else path.parent, () if path is None else (path,))
     for profile, settings in profiles.items():
-        if not isinstance(settings, dict) or not isinstance(settings.get("input_size"), int) or settings["input_size"] <= 0:
+        size = settings.get("input_size")
+        if not isinstance(size, int) or isinstance(size, bool) or size <= 0:
             raise BenchboxError(f"{source}: profile {profile!r} needs a positive integer input_size.")
     return MethodCard(
         name=str(data["name"]),
@@ -203,17 +295,14 @@ def card_from_dict(data: Any, source: str) -> MethodCard:
         claims=dict(data.get("claims") or {}),
         notes=str(data.get("notes") or "").strip(),
         source=source,
+        from_class=from_class,
     )
 
 
 def read_card(path: Path, source: str | None = None) -> MethodCard:
-    """Parse one YAML card file."""
+    """Parse one YAML card file, with the bases it includes (found beside it)."""
     path = Path(path)
-    try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    except (OSError, yaml.YAMLError) as error:
-        raise BenchboxError(f"cannot read method card {path}: {error}") from error
-    return card_from_dict(data, source or str(path))
+    return card_from_dict(_read_yaml(path, f"method card {path}"), source or str(path), path=path)
 
 
 def card_from_class(cls: type[Method], source: str) -> MethodCard:
@@ -222,6 +311,12 @@ def card_from_class(cls: type[Method], source: str) -> MethodCard:
         raise BenchboxError(f"{source} does not name a benchbox Method subclass or a card file (.yaml), got {cls!r}.")
     if not isinstance(cls.card, dict):
         raise BenchboxError(f"{source}: class {cls.__qualname__} has no `card` attribute; give it one (a dict like a YAML card) or ship a YAML card.")
+    repeated = sorted(set(cls.card) & {*DECLARED_ONCE, "import_path"})
+    if repeated:
+        raise BenchboxError(
+            f"{source}: the `card` of class {cls.__qualname__} repeats {repeated}, which a method without a YAML card "
+            "declares as class attributes; delete them from `card`."
+        )
     data = {
         **cls.card,
         "name": cls.name,
@@ -230,16 +325,23 @@ def card_from_class(cls: type[Method], source: str) -> MethodCard:
         "explainers": list(cls.explainers),
         "needs_masks": cls.needs_masks,
     }
-    return card_from_dict(data, source)
+    return card_from_dict(data, source, from_class=True)
 
 
 def registry_dir() -> Path:
-    """The folder of built-in cards: $BENCHBOX_REGISTRY, else `registry/` beside the package."""
-    override = os.environ.get("BENCHBOX_REGISTRY")
-    path = Path(override) if override else Path(__file__).resolve().parents[1] / "registry"
+    """The folder of the method cards: $BENCHBOX_REGISTRY, else the cards shipped with benchbox."""
+    path = cards_dir()
     if not path.is_dir():
-        raise BenchboxError(f"the method card folder {path} does not exist; set BENCHBOX_REGISTRY to the folder holding the *.yaml cards.")
+        raise BenchboxError(
+            f"the method card folder {path} does not exist; set {REGISTRY_ENV} (or pass `benchbox ls --registry`) "
+            "to the folder holding the *.yaml cards."
+        )
     return path
+
+
+def card_files(folder: Path) -> list[Path]:
+    """The method cards of a folder: its *.yaml files except the shared bases (`_*.yaml`)."""
+    return [path for path in sorted(Path(folder).glob("*.yaml")) if not path.name.startswith("_")]
 
 
 def _package_file(package: str, resource: str, source: str) -> Path:
@@ -281,7 +383,9 @@ def method_cards(directory: Path | None = None, entry_points: bool = True) -> Re
     """Every method benchbox knows, by name (built-in cards, plugins, session registrations)."""
     cards: Registry[MethodCard] = Registry("method")
     folder = registry_dir() if directory is None else Path(directory)
-    for path in sorted(folder.glob("*.yaml")):
+    if not folder.is_dir():
+        raise BenchboxError(f"the method card folder {folder} does not exist; name a folder holding *.yaml cards.")
+    for path in card_files(folder):
         card = read_card(path)
         cards.register(card.name, card, origin=str(path))
     for card in entry_point_cards() if entry_points else []:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import argparse
+import re
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -13,8 +16,11 @@ import yaml
 
 from benchbox.data.arrays import ImageSet
 from benchbox.errors import BenchboxError
+from benchbox.labels import CLASSES
 from benchbox.methods.base import PROFILES, Method
+from benchbox.methods.commands import run_ls
 from benchbox.registry import (
+    DECLARED_ONCE,
     METHOD_CLASSES,
     Registry,
     card_from_dict,
@@ -87,6 +93,8 @@ def test_card_context_takes_profile_settings_and_pretrained_default():
     ],
 )
 def test_bad_cards_are_refused_with_the_file_named(tmp_path, change, message):
+    for base in registry_dir().glob("_*.yaml"):  # the bases msfa.yaml includes
+        shutil.copy(base, tmp_path)
     data = yaml.safe_load((registry_dir() / "msfa.yaml").read_text())
     change(data)
     path = tmp_path / "broken.yaml"
@@ -96,12 +104,34 @@ def test_bad_cards_are_refused_with_the_file_named(tmp_path, change, message):
     assert str(path) in str(error.value)
 
 
-def test_card_and_class_that_disagree_are_refused():
-    data = yaml.safe_load((registry_dir() / "msfa.yaml").read_text())
-    data["explainers"] = ["gradcam", "smoothgrad"]
-    card = card_from_dict(data, "edited msfa card")
-    with pytest.raises(BenchboxError, match="disagree on explainers"):
-        card.load_class()
+def test_hosted_classes_leave_their_declaration_to_the_card():
+    for name in ALL_METHODS:
+        card = get_card(name)
+        cls = card.load_class()
+        assert not any(key in vars(klass) for klass in cls.__mro__[: cls.__mro__.index(Method)] for key in DECLARED_ONCE)
+        method = card.create()
+        assert (method.name, method.task, method.explainers, method.needs_masks) == (name, card.task, card.explainers, card.needs_masks)
+        assert method.classes == (CLASSES if card.task == "multiclass" else ("benign", "malignant"))
+
+
+def test_a_carded_class_that_declares_itself_too_is_refused():
+    card = card_from_dict({"name": "colour_centroid_test", "import_path": f"{__name__}:ColourCentroid", "task": "multiclass",
+                           "profiles": {p: {"input_size": 16} for p in PROFILES}}, "a card for ColourCentroid")  # fmt: skip
+    with pytest.raises(BenchboxError, match=r"declares \['name', 'task', 'explainers'\], which its card \(a card for ColourCentroid\)"):
+        card.create()
+
+
+def test_a_class_card_that_repeats_a_class_attribute_is_refused():
+    class Repeats(ColourCentroid):
+        card = {**ColourCentroid.card, "task": "binary"}
+
+    register_method(Repeats)
+    try:
+        with pytest.raises(BenchboxError, match=r"`card` of class .*Repeats repeats \['task'\]"):
+            method_cards(entry_points=False)
+    finally:
+        METHOD_CLASSES._items.pop("colour_centroid_test")
+        METHOD_CLASSES._origins.pop("colour_centroid_test")
 
 
 def test_listing_cards_does_not_import_torch():
@@ -197,11 +227,7 @@ import numpy as np
 from benchbox.methods.base import Method
 
 
-class ColourMeans(Method):
-    name = "colour_means"
-    task = "multiclass"
-    explainers = ("deviation",)
-
+class ColourMeans(Method):  # name, task, explainers: its card.yaml
     def fit(self, train, val, ctx):
         self.centroids = np.stack([train.images[train.labels == c].mean(axis=(0, 1, 2)) for c in range(7)])
 
@@ -341,3 +367,158 @@ def test_a_broken_plugin_is_named(tmp_path, monkeypatch):
     monkeypatch.syspath_prepend(str(tmp_path))
     with pytest.raises(BenchboxError, match=r"entry point broken = broken_plugin:Method .* importing it failed: ModuleNotFoundError"):
         entry_point_cards()
+
+
+# --- shared settings: include and defaults ------------------------------------------------------
+
+
+def _write(folder: Path, name: str, data: dict) -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def _card(**extra) -> dict:
+    return {"name": "layered", "import_path": "nowhere:Layered", "task": "binary", **extra}
+
+
+def test_include_and_defaults_resolve_base_then_defaults_then_profile(tmp_path):
+    _write(tmp_path, "_root.yaml", {"profiles": {"paper": {"pretrained": True, "batch_size": 32}}})
+    _write(tmp_path, "_family.yaml", {
+        "include": "_root.yaml",
+        "defaults": {"lr": 0.001, "phase1": {"scheduler": "plateau", "factor": 0.2}, "tta": ["identity", "hflip"]},
+        "profiles": {"paper": {"lr": 0.0001}},
+    })  # fmt: skip
+    path = _write(tmp_path, "layered.yaml", _card(
+        include=["_family.yaml"],
+        defaults={"batch_size": 16},
+        profiles={"smoke": {"input_size": 48, "phase1": {"factor": 0.5}}, "quick": {"input_size": 64, "tta": ["vflip"]},
+                  "paper": {"input_size": 224, "batch_size": 64}},
+    ))  # fmt: skip
+    card = read_card(path)
+    assert card.settings("smoke") == {"lr": 0.001, "phase1": {"scheduler": "plateau", "factor": 0.5}, "tta": ["identity", "hflip"],
+                                      "batch_size": 16, "input_size": 48}  # fmt: skip
+    assert card.settings("quick")["tta"] == ["vflip"]  # lists replace, mappings merge
+    # the card's defaults beat everything it includes; the profile's own settings beat its defaults
+    assert card.settings("paper") == {"pretrained": True, "batch_size": 64, "lr": 0.0001, "phase1": {"scheduler": "plateau", "factor": 0.2},
+                                      "tta": ["identity", "hflip"], "input_size": 224}  # fmt: skip
+    assert "pretrained" not in card.settings("quick") and card.context("paper").pretrained is True
+
+
+@pytest.mark.parametrize(
+    ("files", "message"),
+    [
+        ({"_base.yaml": {"include": "layered.yaml"}}, r"include cycle layered.yaml -> _base.yaml -> layered.yaml"),
+        ({}, r"included file '_base.yaml' not found \(looked for .*_base.yaml\)"),
+        ({"_base.yaml": {"task": "multiclass", "profiles": {}}}, r"_base.yaml \(included by .*layered.yaml\): a shared base holds only \['include', 'defaults', 'profiles'\] \(settings\), not \['task'\]"),
+        ({"_base.yaml": {"profiles": {"fast": {"epochs": 1}}}}, r"_base.yaml \(included by .*\): unknown profile\(s\) \['fast'\]"),
+        ({"_base.yaml": {"defaults": [1, 2]}}, r"defaults \(the settings every profile shares\) must be a mapping"),
+        ({"_base.yaml": ["not", "a", "mapping"]}, r"a shared base must be a mapping"),
+    ],
+)
+def test_bad_includes_are_refused_with_the_files_named(tmp_path, files, message):
+    for name, data in files.items():
+        _write(tmp_path, name, data)
+    path = _write(tmp_path, "layered.yaml", _card(include="_base.yaml", profiles={p: {"input_size": 16} for p in PROFILES}))
+    with pytest.raises(BenchboxError, match=message):
+        read_card(path)
+
+
+def test_a_card_without_a_file_cannot_include():
+    data = _card(include="_defaults.yaml", profiles={p: {"input_size": 16} for p in PROFILES})
+    with pytest.raises(BenchboxError, match="include works in YAML card files only"):
+        card_from_dict(data, "a class's card")
+
+
+@pytest.fixture
+def cards_only(monkeypatch):
+    """Only card files: methods other tests registered with @register_method in this session are hidden."""
+    monkeypatch.setattr("benchbox.registry.METHOD_CLASSES", {})
+
+
+def test_bases_are_not_listed_as_methods(cards_only):
+    cards = method_cards(entry_points=False)
+    bases = sorted(path.stem for path in registry_dir().glob("_*.yaml"))
+    assert bases == ["_binary_cnn", "_defaults", "_resnet50_family"]
+    assert not any(name.startswith("_") for name in cards.names()) and set(cards.names()) == ALL_METHODS
+
+
+def test_the_resnet50_pair_and_the_binary_trio_share_their_bases():
+    """What the bases say is what every card that includes them gets (minus what a card overrides)."""
+    soft, plain = get_card("soft_attention"), get_card("resnet50")
+    for profile in ("quick", "paper"):
+        assert soft.settings(profile) == plain.settings(profile)
+    assert {k: v for k, v in soft.settings("smoke").items() if k not in ("phase1", "max_train_images")} == \
+        {k: v for k, v in plain.settings("smoke").items() if k not in ("phase1", "max_train_images")}  # fmt: skip
+    for name in ("xception", "inception_v3", "efficientnet_b0"):
+        paper = get_card(name).settings("paper")
+        assert (paper["lr"], paper["epochs"], paper["oversample"], paper["num_workers"]) == (0.0001, 30, {"kind": "duplicate", "fraction": 0.5}, 4)
+
+
+# --- your own card folder: BENCHBOX_REGISTRY, benchbox ls --registry -----------------------------
+
+
+def test_ls_reads_the_card_folder_it_is_given(tmp_path, capsys, monkeypatch, cards_only):
+    data = yaml.safe_load((registry_dir() / "msfa.yaml").read_text())
+    data.update(name="msfa_copy", include=[], defaults={}, summary="my copy")
+    _write(tmp_path, "msfa_copy.yaml", data)
+    assert run_ls(argparse.Namespace(params=False, registry=str(tmp_path))) == 0
+    listed = capsys.readouterr().out
+    assert "msfa_copy: my copy" in listed and "soft_attention" not in listed
+    monkeypatch.setenv("BENCHBOX_REGISTRY", str(tmp_path))
+    assert registry_dir() == tmp_path and method_cards(entry_points=False).names() == ["msfa_copy"]
+    monkeypatch.setenv("BENCHBOX_REGISTRY", str(tmp_path / "missing"))
+    with pytest.raises(BenchboxError, match=r"method card folder .*missing does not exist; set BENCHBOX_REGISTRY"):
+        method_cards()
+
+
+# --- a newcomer's method: one module and one card in a folder of their own -----------------------
+
+EXAMPLE = re.compile(r"<!-- file: (?P<name>\S+) -->\n```\w+\n(?P<text>.*?)```", re.S)
+
+
+def readme_example() -> tuple[dict[str, str], tuple[int, int, int]]:
+    """The ResNet18 example files of registry/README.md, and the line counts the README states."""
+    readme = (registry_dir() / "README.md").read_text()
+    files = {match["name"]: match["text"] for match in EXAMPLE.finditer(readme)}
+    stated = re.search(r"A newcomer writes (\d+) lines: the module \((\d+)\) and the card \((\d+)\)", readme)
+    assert stated, "registry/README.md states no line count for the example"
+    return files, tuple(int(n) for n in stated.groups())
+
+
+def test_a_newcomers_resnet18_variant_is_one_module_and_one_card(tmp_path, monkeypatch, cards_only):
+    from benchbox.training.runtime import seed_everything
+
+    files, (total, module_lines, card_lines) = readme_example()
+    assert sorted(files) == ["resnet18.yaml", "resnet18_variant.py"]
+    assert (files["resnet18_variant.py"].count("\n"), files["resnet18.yaml"].count("\n")) == (module_lines, card_lines)
+    assert total == module_lines + card_lines
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    monkeypatch.setenv("BENCHBOX_REGISTRY", str(tmp_path))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    try:
+        cards = method_cards(entry_points=False)
+        assert cards.names() == ["resnet18"]
+        card = cards.get("resnet18")
+        assert card.settings("smoke") == {"batch_size": 16, "epochs": 3, "lr": 0.001, "val_metric": "balanced_accuracy", "input_size": 48}
+        assert card.settings("paper")["epochs"] == 30 and card.context("paper").pretrained is True
+        method = card.create()
+        assert (method.name, method.task, method.classes, method.explainers) == ("resnet18", "multiclass", CLASSES, ("gradcam",))
+        train, test = colour_classes(28, seed=0), colour_classes(10, seed=1)
+        method.fit(train, train, card.context("smoke", progress=False))
+        initial = []
+        for _ in range(2):  # the weights fit started from: the same seed, the same build
+            seed_everything(0)
+            fresh = card.create()
+            fresh.build(card.settings("smoke"))
+            initial.append(fresh.nets[0].state_dict())
+        trained = method.nets[0].state_dict()
+        assert all(np.array_equal(initial[0][key].numpy(), initial[1][key].numpy()) for key in trained)
+        assert any(not np.allclose(trained[key].numpy(), initial[0][key].numpy()) for key in trained if key.endswith("weight"))
+        probs = method.predict_proba(test.images)
+        assert probs.shape == (10, 7) and np.allclose(probs.sum(axis=1), 1)
+        maps = method.explain(test.images[:2], np.array([0, 3]), "gradcam")
+        assert maps.shape == (2, 16, 16) and 0 <= maps.min() and maps.max() <= 1
+    finally:
+        sys.modules.pop("resnet18_variant", None)

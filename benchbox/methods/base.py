@@ -33,7 +33,8 @@ class RunContext:
     profile: str = "quick"  # smoke | quick | paper
     seed: int = 0
     device: str = "cpu"  # "cpu" or "cuda[:N]", already resolved (benchbox.training.runtime.resolve_device)
-    checkpoint_dir: Path | None = None  # a private folder for intermediate checkpoints
+    checkpoint_dir: Path | None = None  # a private folder for intermediate checkpoints (and the resume state)
+    fit_key: str | None = None  # the harness's identity of this fit: a resume state saved under another is ignored
     pretrained: bool = False  # load ImageNet weights (paper profile) or train from scratch
     weights_dir: Path | None = None  # local folder of pretrained weights, used before any hub
     settings: dict[str, Any] = field(default_factory=dict)  # this profile's settings from the card
@@ -44,20 +45,22 @@ class RunContext:
 class Method(ABC):
     """A lesion classifier hosted by benchbox.
 
-    Class attributes declare what the harness needs before training: `name`, `task`
-    ("multiclass": 7 classes of `CLASSES`; "binary": `BINARY_CLASSES`, column 1 = malignant),
-    `explainers` (names accepted by `explain`), `needs_masks` (fit requires lesion masks).
+    What the harness needs before training is declared once: `name`, `task` ("multiclass": 7
+    classes of `CLASSES`; "binary": `BINARY_CLASSES`, column 1 = malignant), `explainers` (names
+    accepted by `explain`), `needs_masks` (fit requires lesion masks). A method with a YAML card
+    in `registry/` declares them there, and `MethodCard.create` sets them on the instance.
     Images are always uint8 N x H x W x 3 at the profile's `input_size`; the harness resizes.
 
     A method registered without a YAML card (a plugin entry point naming the class, or
-    `@register_method` in a session) carries its card in `card`: a dict with the same keys as
-    a YAML card in `registry/` (at least `profiles` with an `input_size` per profile).
+    `@register_method` in a session) declares them as class attributes and carries the rest of
+    its card in `card`: a dict with a YAML card's other keys (at least `profiles` with an
+    `input_size` per profile).
     """
 
-    name: ClassVar[str]
-    task: ClassVar[str]
-    explainers: ClassVar[tuple[str, ...]] = ()
-    needs_masks: ClassVar[bool] = False
+    name: str  # from the card (MethodCard.create), or a class attribute of a method without a YAML card
+    task: str
+    explainers: tuple[str, ...] = ()
+    needs_masks: bool = False
     card: ClassVar[dict[str, Any] | None] = None
 
     @property

@@ -41,7 +41,6 @@ from torchvision.models.inception import InceptionAux, InceptionOutputs
 from ..data.arrays import ImageSet
 from ..errors import BenchboxError
 from ..labels import BINARY_CLASSES
-from ..registry import register_method
 from ..training.data import IMAGENET_MEAN, IMAGENET_STD
 from ..training.loop import train_stage, validator
 from ..training.pretrained import load_pretrained, pretrained_state_dict
@@ -92,8 +91,6 @@ class XceptionClassifier(nn.Module):
 class BinaryCNN(TorchMethod):
     """The shared builder and procedure of the three binary CNNs; a variant names its network and layers."""
 
-    task = "binary"
-    explainers = ("gradcam", "smoothgrad")
     arch: ClassVar[str]  # the torchvision/timm architecture whose ImageNet weights the paper profile loads
     new_head_prefixes: ClassVar[tuple[str, ...]]  # the ImageNet classifier's keys, replaced by the 2-class head
 
@@ -125,14 +122,13 @@ class BinaryCNN(TorchMethod):
             lambda net, batch: self.batch_loss(net, batch, loss),
             validator(val.images, val.malignant, settings.get("val_metric", "auc"), ctx.device),
             stage_settings(settings), ctx.device,
-            name=self.name, progress=ctx.progress, logger=ctx.logger,
+            name=self.name, progress=ctx.progress, logger=ctx.logger, resume=self.fit_resume,
         )  # fmt: skip
         self.end_training(network)
+        self.finish_fit()
 
 
-@register_method
-class Xception(BinaryCNN):
-    name = "xception"
+class Xception(BinaryCNN):  # name, task, explainers: registry/xception.yaml
     arch = "legacy_xception"
     pretrained_archs = (arch,)
     new_head_prefixes = ("fc.",)
@@ -147,9 +143,7 @@ class Xception(BinaryCNN):
         return [network.backbone.act4]  # the last activation before global pooling
 
 
-@register_method
-class InceptionV3(BinaryCNN):
-    name = "inception_v3"
+class InceptionV3(BinaryCNN):  # name, task, explainers: registry/inception_v3.yaml
     arch = "inception_v3"
     pretrained_archs = (arch,)
     new_head_prefixes = ("fc.", "AuxLogits.fc.")
@@ -200,9 +194,7 @@ def auxiliary_head(n_classes: int) -> InceptionAux:
     return head
 
 
-@register_method
-class EfficientNetB0(BinaryCNN):
-    name = "efficientnet_b0"
+class EfficientNetB0(BinaryCNN):  # name, task, explainers: registry/efficientnet_b0.yaml
     arch = "efficientnet_b0"
     pretrained_archs = (arch,)
     new_head_prefixes = ("classifier.",)

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..methods.base import PROFILES
+from ..package_data import REGISTRY_ENV
 from ..registry import MethodCard, method_cards
 
 
@@ -12,9 +14,14 @@ def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "ls",
         help="list the registered methods",
-        description="List every registered method (built-in cards in registry/, plugins of the "
-        "benchbox.methods entry-point group): task, input size per profile, explainers, whether it "
-        "needs lesion masks, its paper and the paper's claimed numbers.",
+        description="List every registered method (the cards shipped with benchbox, or those of "
+        f"--registry / ${REGISTRY_ENV}; plugins of the benchbox.methods entry-point group): task, input "
+        "size per profile, explainers, whether it needs lesion masks, its paper and the paper's claimed numbers.",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="DIR",
+        help=f"read the method cards of this folder instead of the shipped ones (like ${REGISTRY_ENV})",
     )
     parser.add_argument(
         "--params",
@@ -62,7 +69,8 @@ def parameter_counts(card: MethodCard) -> tuple[float | None, str]:
 def run_ls(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
-    registry = method_cards()
+    folder = getattr(args, "registry", None)
+    registry = method_cards(None if folder is None else Path(folder))
     cards = [registry.get(name) for name in registry]
     headers = ["method", "task", f"input px ({'/'.join(PROFILES)})", "explainers", "needs masks"]
     print(tabulate(method_rows(cards), headers=headers))

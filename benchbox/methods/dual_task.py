@@ -51,7 +51,6 @@ from ..data.arrays import ImageSet
 from ..errors import BenchboxError
 from ..labels import CLASSES
 from ..metrics.segmentation import dice_iou
-from ..registry import register_method
 from ..training.data import ImageSetDataset, augmentation_from_settings, check_images, model_inputs, train_loader
 from ..training.loop import train_stage, validator
 from ..training.pretrained import load_pretrained, pretrained_state_dict
@@ -173,13 +172,16 @@ class CurriculumReplay:
     def record(self, indices: np.ndarray, losses: np.ndarray) -> None:
         self.losses[np.asarray(indices)] = np.asarray(losses, dtype=np.float64)
 
+    def state_dict(self) -> dict:
+        """What an epoch changes (the generator and the recorded losses), for resuming a fit; tensors and plain data only."""
+        return {"rng": self.rng.bit_generator.state, "losses": torch.from_numpy(self.losses.copy())}
 
-@register_method
-class DualTask(TorchMethod):
-    name = "dual_task"
-    task = "multiclass"
-    explainers = ("gradcam",)
-    needs_masks = True
+    def load_state_dict(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.losses = state["losses"].numpy().astype(np.float64, copy=True)
+
+
+class DualTask(TorchMethod):  # name, task, explainers, needs_masks: registry/dual_task.yaml
     pretrained_archs = (ENCODER,)
 
     def build_network(self, settings: dict[str, Any]) -> nn.Module:
@@ -254,4 +256,6 @@ class DualTask(TorchMethod):
 
         optimizer = torch.optim.Adam(network.parameters(), lr=float(settings["lr"]), weight_decay=float(settings.get("weight_decay", 0.0)))
         train_stage(network, optimizer, batches, batch_loss, validate, stage, ctx.device,
-                    name=self.name, progress=ctx.progress, logger=ctx.logger)  # fmt: skip
+                    name=self.name, progress=ctx.progress, logger=ctx.logger,
+                    resume=self.fit_resume, stateful={"curriculum": schedule})  # fmt: skip
+        self.finish_fit()

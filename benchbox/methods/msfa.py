@@ -43,7 +43,6 @@ from torch import nn
 
 from ..data.arrays import ImageSet
 from ..labels import CLASSES
-from ..registry import register_method
 from ..training.loop import train_stage, validator
 from ..training.losses import FocalLoss
 from ..training.pretrained import load_pretrained, pretrained_state_dict
@@ -92,11 +91,7 @@ class MSFANetwork(nn.Module):
         return self.head(self.msfa(self.features(x)).mean(dim=(2, 3)))
 
 
-@register_method
-class MSFA(TorchMethod):
-    name = "msfa"
-    task = "multiclass"
-    explainers = ("gradcam",)
+class MSFA(TorchMethod):  # name, task, explainers: registry/msfa.yaml
     pretrained_archs = ("resnet18",)
 
     def build_network(self, settings: dict[str, Any]) -> nn.Module:
@@ -119,4 +114,6 @@ class MSFA(TorchMethod):
             validator(val.images, val.labels, settings.get("val_metric", "balanced_accuracy"), ctx.device),
             stage_settings(settings), ctx.device,
             name=self.name, progress=ctx.progress, logger=ctx.logger, checkpoint_path=self.stage_checkpoint(ctx, "train"),
+            resume=self.fit_resume,
         )  # fmt: skip
+        self.finish_fit()

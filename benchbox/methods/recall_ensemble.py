@@ -50,7 +50,6 @@ from ..data.arrays import ImageSet
 from ..data.ita import LIGHT_DARK_CUT, ita_degrees
 from ..metrics.subgroups import ita_light_dark
 from ..metrics.binary import recall_constrained_threshold
-from ..registry import register_method
 from ..training.finetune import param_groups
 from ..training.folds import grouped_folds
 from ..training.loop import train_stage, validator
@@ -99,11 +98,7 @@ def group_thresholds(
     return found
 
 
-@register_method
-class RecallEnsemble(TorchMethod):
-    name = "recall_ensemble"
-    task = "binary"
-    explainers = ("gradcam++",)
+class RecallEnsemble(TorchMethod):  # name, task, explainers: registry/recall_ensemble.yaml
     pretrained_archs = ("resnet50",)
 
     def __init__(self) -> None:
@@ -144,6 +139,7 @@ class RecallEnsemble(TorchMethod):
             self.fit_member(network, train.subset(fit_index), train.subset(stop_index), ctx, ctx.seed + i,
                              f"{self.name} fold {i + 1}/{len(folds)}")  # fmt: skip
         self.choose_thresholds(val)
+        self.finish_fit()
 
     def fit_member(self, network: RecallNetwork, train: ImageSet, held_out: ImageSet, ctx: RunContext, seed: int, name: str) -> None:
         """Train one member on two folds, early-stopped on the third."""
@@ -158,7 +154,7 @@ class RecallEnsemble(TorchMethod):
             lambda net, batch: loss(net(batch["inputs"]), batch["target"]),
             validator(held_out.images, held_out.malignant, settings.get("val_metric", "auc"), ctx.device),
             stage_settings(settings), ctx.device,
-            name=name, progress=ctx.progress, logger=ctx.logger,
+            name=name, progress=ctx.progress, logger=ctx.logger, resume=self.fit_resume,
         )  # fmt: skip
 
     def choose_thresholds(self, val: ImageSet) -> None:

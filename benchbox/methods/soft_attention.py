@@ -45,7 +45,6 @@ from torch import nn
 from ..data.arrays import ImageSet
 from ..explain.maps import normalise_maps
 from ..labels import CLASSES
-from ..registry import register_method
 from ..training.finetune import param_groups, set_trainable, unfreeze_top_fraction
 from ..training.loop import train_stage, validator
 from ..training.pretrained import load_pretrained, pretrained_state_dict
@@ -99,7 +98,6 @@ class ResNet50Classifier(nn.Module):
 class ResNet50Family(TorchMethod):
     """The shared builder and two-phase procedure of `soft_attention` and `resnet50`."""
 
-    task = "multiclass"
     pretrained_archs = ("resnet50",)
     with_attention: bool
 
@@ -133,20 +131,19 @@ class ResNet50Family(TorchMethod):
         set_trainable(network.backbone, not ctx.pretrained)  # from scratch: nothing to freeze
         first = train_stage(network, self._optimizer(network, float(phase1["lr"])), batches, batch_loss, validate,
                             stage_settings(phase1), ctx.device, name=f"{self.name} phase 1", progress=ctx.progress,
-                            logger=ctx.logger, checkpoint_path=self.stage_checkpoint(ctx, "phase1"))  # fmt: skip
+                            logger=ctx.logger, checkpoint_path=self.stage_checkpoint(ctx, "phase1"),
+                            resume=self.fit_resume)  # fmt: skip
         if ctx.pretrained:
             unfreeze_top_fraction(network.backbone, float(phase2.get("unfreeze_fraction", 0.4)))
         train_stage(network, self._optimizer(network, float(phase2["lr"])), batches, batch_loss, validate,
                     stage_settings(phase2), ctx.device, name=f"{self.name} phase 2", progress=ctx.progress,
                     logger=ctx.logger, checkpoint_path=self.stage_checkpoint(ctx, "phase2"),
-                    initial_score=first.best_score)  # fmt: skip
+                    initial_score=first.best_score, resume=self.fit_resume)  # fmt: skip
         set_trainable(network, True)
+        self.finish_fit()
 
 
-@register_method
-class SoftAttention(ResNet50Family):
-    name = "soft_attention"
-    explainers = ("attention", "gradcam")
+class SoftAttention(ResNet50Family):  # name, task, explainers: registry/soft_attention.yaml
     with_attention = True
 
     def explain_network(self, network: nn.Module, inputs: torch.Tensor, targets: np.ndarray, explainer: str) -> np.ndarray:
@@ -164,8 +161,5 @@ class SoftAttention(ResNet50Family):
         return normalise_maps(torch.cat(maps).cpu().numpy())
 
 
-@register_method
-class ResNet50(ResNet50Family):
-    name = "resnet50"
-    explainers = ("gradcam",)
+class ResNet50(ResNet50Family):  # name, task, explainers: registry/resnet50.yaml
     with_attention = False

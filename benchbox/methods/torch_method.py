@@ -1,6 +1,6 @@
 """The shared body of methods whose predictor is one or more torch networks.
 
-A subclass declares the class attributes of `Method`, implements `build_network(settings)`
+A subclass (declared by its card, or by `Method`'s class attributes) implements `build_network(settings)`
 and `fit`, and names its CAM layers; prediction (with ensembles and test-time augmentation),
 explanation, checkpoints and the pretrained-weights check come from here.
 """
@@ -15,6 +15,8 @@ from typing import Any, ClassVar
 import numpy as np
 from torch import nn
 
+import torch
+
 from .. import __version__
 from ..data.arrays import ImageSet
 from ..errors import BenchboxError
@@ -24,6 +26,7 @@ from ..training.data import check_images, model_inputs
 from ..training.predict import predict_probabilities
 from ..training.pretrained import pretrained_state_dict
 from ..training.recipes import limit_images
+from ..training.resume import FitResume, fit_identity
 from ..training.runtime import seed_everything
 from .base import Method, RunContext
 
@@ -43,6 +46,7 @@ class TorchMethod(Method):
         self.settings: dict[str, Any] = {}
         self.nets: list[nn.Module] = []
         self.device = "cpu"
+        self.fit_resume: FitResume | None = None  # this fit's resume folder, between start_fit and finish_fit
 
     # --- what a subclass provides -------------------------------------------------------
     @abstractmethod
@@ -78,19 +82,41 @@ class TorchMethod(Method):
                 pretrained_state_dict(arch, ctx.weights_dir)
 
     def start_fit(self, train: ImageSet, val: ImageSet, ctx: RunContext) -> tuple[ImageSet, ImageSet]:
-        """The first lines of every fit: validate, seed, pick the device, build the networks.
+        """The first lines of every fit: validate, seed, pick the device, build the networks, open the resume folder.
 
         Returns train and val cut to the settings' `max_train_images` / `max_val_images` (the
-        smoke profile's small data volume); other profiles use all images.
+        smoke profile's small data volume); other profiles use all images. With a checkpoint
+        folder, `self.fit_resume` holds what an interrupted run of this same fit saved; pass it
+        to every `train_stage` and end the fit with `finish_fit`.
         """
         self.validate(ctx)
         seed_everything(ctx.seed)
         self.device = ctx.device
         self.build(ctx.settings)
+        identity = None if ctx.checkpoint_dir is None else self.resume_identity(train, val, ctx)
+        self.fit_resume = None if identity is None else FitResume.open(ctx.checkpoint_dir, identity, self.name, ctx.logger)
         return (
             limit_images(train, ctx.settings.get("max_train_images"), ctx.seed),
             limit_images(val, ctx.settings.get("max_val_images"), ctx.seed),
         )
+
+    def resume_identity(self, train: ImageSet, val: ImageSet, ctx: RunContext) -> str:
+        """What a resume state must have been saved under: the fit key, the method and its settings, code, data, device."""
+        from ..runner.provenance import source_hash  # the code hash the harness's fit key uses too
+
+        description = {
+            "fit_key": ctx.fit_key, "method": self.name, "class": f"{type(self).__module__}.{type(self).__qualname__}",
+            "profile": ctx.profile, "seed": ctx.seed, "settings": ctx.settings, "pretrained": ctx.pretrained,
+            "weights_dir": None if ctx.weights_dir is None else str(ctx.weights_dir), "device": torch.device(ctx.device).type,
+            "code": source_hash(), "benchbox": __version__, "torch": torch.__version__,
+        }  # fmt: skip
+        return fit_identity(description, [train, val])
+
+    def finish_fit(self) -> None:
+        """The last line of every fit: training is over, so its resume folder goes (the final checkpoint is saved as before)."""
+        if self.fit_resume is not None:
+            self.fit_resume.close()
+            self.fit_resume = None
 
     @staticmethod
     def stage_checkpoint(ctx: RunContext, stage: str) -> Path | None:

@@ -16,8 +16,9 @@ from types import MappingProxyType
 import yaml
 
 from ..errors import BenchboxError
+from ..package_data import metrics_dir
 
-DEFAULT_SUITES = Path(__file__).resolve().parents[2] / "metrics" / "suites.yaml"
+DEFAULT_SUITES = metrics_dir() / "suites.yaml"  # $BENCHBOX_METRICS, else the suites shipped with benchbox
 TASKS = ("multiclass", "binary")
 CI_METHODS = ("bca", "percentile")
 

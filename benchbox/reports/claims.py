@@ -12,8 +12,9 @@ import yaml
 from ..errors import BenchboxError
 from .boards import describe_mapping, format_metric, format_number, markdown_table
 from .runfolder import Run
+from ..package_data import cards_dir
 
-REGISTRY_DIR = Path(__file__).resolve().parents[2] / "registry"
+REGISTRY_DIR = cards_dir()  # $BENCHBOX_REGISTRY, else the cards shipped with benchbox
 
 
 def load_cards(registry_dir: Path = REGISTRY_DIR) -> dict[str, dict[str, Any]]:

@@ -23,10 +23,13 @@ LIBRARIES = (
 @lru_cache(maxsize=1)
 def source_hash() -> str:
     """sha256 of the package's Python sources and the method cards: the code that makes a result."""
+    from ..package_data import cards_dir
+
     digest = hashlib.sha256()
-    files = sorted(PACKAGE_DIR.rglob("*.py")) + sorted((REPO_DIR / "registry").glob("*.yaml"))
-    for path in files:
-        digest.update(str(path.relative_to(REPO_DIR)).encode())
+    named = [(path.relative_to(REPO_DIR).as_posix(), path) for path in sorted(PACKAGE_DIR.rglob("*.py"))]
+    named += [(f"registry/{path.name}", path) for path in sorted(cards_dir().glob("*.yaml"))]  # checkout or wheel
+    for name, path in named:
+        digest.update(name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()
 

@@ -8,10 +8,11 @@ here was designed for (also when it is trained from scratch, so one input conven
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler
+from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler, get_worker_info
 from torchvision.transforms.v2 import functional as TF
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,17 +63,30 @@ class Augmentation:
     rot90: bool = True
     colour_jitter: float = 0.1
 
-    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        if self.flips and torch.rand(()) < 0.5:
-            image, mask = image.flip(-1), None if mask is None else mask.flip(-1)
-        if self.flips and torch.rand(()) < 0.5:
-            image, mask = image.flip(-2), None if mask is None else mask.flip(-2)
-        if self.rot90 and image.shape[-1] == image.shape[-2]:
-            turns = int(torch.randint(0, 4, ()))
-            image, mask = image.rot90(turns, (-2, -1)), None if mask is None else mask.rot90(turns, (-2, -1))
+    def draw(self, height: int, width: int) -> tuple[bool, bool, int | None, list[float] | None]:
+        """One item's random choices (horizontal flip, vertical flip, quarter turns, jitter factors).
+
+        All of an item's draws happen here, in a fixed order and number, so a resumed data-loader
+        worker can replay the draws of the items it made before the interruption.
+        """
+        hflip = bool(self.flips and torch.rand(()) < 0.5)
+        vflip = bool(self.flips and torch.rand(()) < 0.5)
+        turns = int(torch.randint(0, 4, ())) if self.rot90 and height == width else None
+        jitter = None
         if self.colour_jitter > 0:
-            low, high = 1 - self.colour_jitter, 1 + self.colour_jitter
-            brightness, contrast, saturation = (torch.empty(3).uniform_(low, high)).tolist()
+            jitter = torch.empty(3).uniform_(1 - self.colour_jitter, 1 + self.colour_jitter).tolist()
+        return hflip, vflip, turns, jitter
+
+    def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        hflip, vflip, turns, jitter = self.draw(image.shape[-2], image.shape[-1])
+        if hflip:
+            image, mask = image.flip(-1), None if mask is None else mask.flip(-1)
+        if vflip:
+            image, mask = image.flip(-2), None if mask is None else mask.flip(-2)
+        if turns is not None:
+            image, mask = image.rot90(turns, (-2, -1)), None if mask is None else mask.rot90(turns, (-2, -1))
+        if jitter is not None:
+            brightness, contrast, saturation = jitter
             image = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image, brightness), contrast), saturation)
         return image, mask
 
@@ -117,6 +131,37 @@ class ImageSetDataset(Dataset):
             item["mask"] = mask.contiguous()
         return item
 
+    def replay_draws(self, items: int) -> None:
+        """Make the random draws of `items` items without making them (a resumed worker catching up)."""
+        if self.augmentation is not None:
+            for _ in range(items):
+                self.augmentation.draw(self.images.shape[-2], self.images.shape[-1])
+
+
+class ResumableSubsetSampler(SubsetRandomSampler):
+    """torch's SubsetRandomSampler (the same draws) that counts its epochs and can start at a saved position.
+
+    `resume_at(state)` makes the next epoch draw its permutation from `state` (a generator state
+    saved at an epoch end). It is applied when the epoch's first index is asked for, which is
+    after the loader drew its workers' base seed, so that seed can come from the start state.
+    """
+
+    def __init__(self, indices: list[int], generator: torch.Generator) -> None:
+        super().__init__(indices, generator=generator)
+        self.initial_state = generator.get_state()  # before any draw: where the workers' base seed comes from
+        self.epochs_started = 0
+        self._start_state: torch.Tensor | None = None
+
+    def resume_at(self, state: torch.Tensor) -> None:
+        self._start_state = state
+
+    def __iter__(self):
+        if self._start_state is not None:
+            self.generator.set_state(self._start_state)
+            self._start_state = None
+        self.epochs_started += 1
+        yield from super().__iter__()
+
 
 def train_loader(
     dataset: Dataset,
@@ -135,7 +180,7 @@ def train_loader(
     return DataLoader(
         dataset,
         batch_size=batch_size,
-        sampler=SubsetRandomSampler(indices.tolist(), generator=generator),
+        sampler=ResumableSubsetSampler(indices.tolist(), generator),
         drop_last=len(indices) > batch_size,
         num_workers=num_workers,
         generator=generator,
@@ -148,3 +193,66 @@ def batch_to_device(batch: dict[str, torch.Tensor], device: str | torch.device) 
     moved = {key: value.to(device, non_blocking=True) for key, value in batch.items()}
     moved["inputs"] = normalise(moved["image"])
     return moved
+
+
+def loader_state(loader: DataLoader) -> dict[str, Any]:
+    """Where a loader stands at an epoch end: its generator state and, for `train_loader`'s, its epoch count.
+
+    Shuffling (and the workers' base seed) come from the loader's generator; augmentation in
+    the main process comes from torch's global generator, which the caller saves.
+    """
+    state: dict[str, Any] = {"generator": None if loader.generator is None else loader.generator.get_state()}
+    if isinstance(loader.sampler, ResumableSubsetSampler):
+        state["epochs_started"] = loader.sampler.epochs_started
+    return state
+
+
+def restore_loader(loader: DataLoader, state: dict[str, Any]) -> str | None:
+    """Put a loader back where `loader_state` found it; returns why that is not exact, or None.
+
+    Persistent workers keep their torch generators from epoch to epoch, and a resumed fit
+    starts new ones: they get the original base seed (drawn from the sampler's initial state)
+    and replay the augmentation draws of every item they made before, so each continues where
+    the interrupted worker stood. That needs `train_loader`'s sampler and an `ImageSetDataset`.
+    """
+    if (state["generator"] is None) != (loader.generator is None):
+        return "the saved loader and this one differ in having a generator"
+    sampler = loader.sampler
+    if not (loader.num_workers > 0 and loader.persistent_workers):
+        if loader.generator is not None:
+            loader.generator.set_state(state["generator"])
+        if isinstance(sampler, ResumableSubsetSampler):
+            sampler.epochs_started = int(state.get("epochs_started", 0))
+        return None
+    if loader.generator is None or not isinstance(sampler, ResumableSubsetSampler) or not hasattr(loader.dataset, "replay_draws"):
+        if loader.generator is not None:
+            loader.generator.set_state(state["generator"])
+        return "its persistent workers' augmentation draws cannot be replayed (not a train_loader over an ImageSetDataset)"
+    if getattr(loader, "_iterator", None) is not None:
+        return "its workers were already running"
+    epochs = int(state.get("epochs_started", 0))
+    loader.generator.set_state(sampler.initial_state)
+    sampler.resume_at(state["generator"])
+    sampler.epochs_started = epochs
+    sizes = [loader.batch_size] * (len(sampler) // loader.batch_size)
+    if not loader.drop_last and len(sampler) % loader.batch_size:
+        sizes.append(len(sampler) % loader.batch_size)
+    workers = loader.num_workers  # batches go to the workers in turn, starting at worker 0 every epoch
+    then = loader.worker_init_fn
+    if isinstance(then, WorkerCatchUp):  # restored before (a finished stage, then the one in progress): the last one holds
+        then = then.then
+    loader.worker_init_fn = WorkerCatchUp([epochs * sum(sizes[w::workers]) for w in range(workers)], then)
+    return None
+
+
+class WorkerCatchUp:
+    """A worker_init_fn that replays the augmentation draws of the items a worker made before a resume."""
+
+    def __init__(self, items: list[int], then: Callable[[int], None] | None = None) -> None:
+        self.items = items
+        self.then = then
+
+    def __call__(self, worker_id: int) -> None:
+        if self.then is not None:
+            self.then(worker_id)
+        get_worker_info().dataset.replay_draws(self.items[worker_id])

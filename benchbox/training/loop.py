@@ -10,9 +10,9 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 import numpy as np
 import torch
@@ -23,6 +23,7 @@ from tqdm import tqdm
 from .data import batch_to_device
 from .finetune import keep_frozen_norms_in_eval
 from .predict import predict_probabilities
+from .resume import FitResume
 
 SCHEDULERS = ("none", "cosine", "plateau")
 VAL_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auc", "neg_log_loss")
@@ -117,6 +118,8 @@ def train_stage(
     logger: logging.Logger | None = None,
     checkpoint_path: Path | None = None,
     initial_score: float | None = None,
+    resume: FitResume | None = None,
+    stateful: dict[str, Any] | None = None,
 ) -> StageResult:
     """Train `network` for up to `settings.epochs`, keep the best validation epoch's weights.
 
@@ -128,8 +131,19 @@ def train_stage(
     score of the weights the stage starts from (the previous stage's best): then the stage
     returns to those weights when no epoch beats it. `checkpoint_path` keeps the best weights
     on disk as well.
+
+    With `resume` (the fit's resume folder) the stage saves its whole state at every epoch end
+    and continues from an earlier run's save: skipped when that run finished it, else from the
+    epoch after its last saved one. `stateful` names the method's own objects that an epoch
+    changes (state_dict() / load_state_dict()), e.g. a curriculum's record of losses.
     """
     logger = logger or logging.getLogger("benchbox.training")
+    stateful = stateful or {}
+    stage = None if resume is None else resume.stage(name)
+    if stage is not None and stage.finished is not None:
+        finished = stage.restore_finished(network, batches, stateful)
+        if finished is not None:
+            return StageResult(**finished)
     scheduler: object | None = None
     if settings.scheduler == "cosine":
         scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=settings.epochs, eta_min=settings.min_lr)
@@ -141,7 +155,16 @@ def train_stage(
     if initial_score is not None and math.isfinite(initial_score):
         best_score, best_state = initial_score, _snapshot(network)
     history: list[dict] = []
-    for epoch in range(settings.epochs):
+    start, stopped = 0, False
+    if stage is not None and stage.saved is not None:
+        saved = stage.restore_epoch(network, optimizer, scheduler, batches, stateful)
+        if saved is not None:
+            start, stopped, history = saved["epochs_done"], saved["stopped"], list(saved["history"])
+            best_score, best_epoch = saved["best_score"], saved["best_epoch"]
+            best_state = _snapshot(network) if saved["best_state"] is None else saved["best_state"]
+    if stage is not None:
+        stage.announce(start, settings.epochs)
+    for epoch in range(start, start if stopped else settings.epochs):
         started = time.perf_counter()
         network.train()
         keep_frozen_norms_in_eval(network)
@@ -175,7 +198,15 @@ def train_stage(
         )  # fmt: skip
         logger.info("%s epoch %d/%d: loss %.4f, val %.4f%s, %.0f s", name, epoch + 1, settings.epochs,
                     history[-1]["train_loss"], score, " (best)" if improved else "", history[-1]["seconds"])  # fmt: skip
-        if settings.patience is not None and epoch - best_epoch >= settings.patience:
+        stop = settings.patience is not None and epoch - best_epoch >= settings.patience
+        if stage is not None:  # reads states only: draws nothing, so an uninterrupted fit is unchanged
+            stage.save_epoch(epochs_done=epoch + 1, stopped=stop, network=network, optimizer=optimizer, scheduler=scheduler,
+                             best_score=best_score, best_epoch=best_epoch, best_state=None if best_epoch == epoch else best_state,
+                             history=history, batches=batches, stateful=stateful)  # fmt: skip
+        if stop:
             break
     network.load_state_dict(best_state)
-    return StageResult(best_score=best_score, best_epoch=best_epoch, epochs_run=len(history), history=history)
+    result = StageResult(best_score=best_score, best_epoch=best_epoch, epochs_run=len(history), history=history)
+    if stage is not None:
+        stage.finish(network, asdict(result), batches, stateful)
+    return result
