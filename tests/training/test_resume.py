@@ -41,6 +41,15 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def every_epoch():
+    """These tests interrupt after chosen epochs, so every epoch end writes its state (the default waits a
+    minute). Its own MonkeyPatch: the tests' `monkeypatch.undo()` must not undo it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("BENCHBOX_RESUME_EVERY_S", "0")
+        yield
+
+
 def interrupt_after(monkeypatch, writes: int) -> None:
     """Make the `writes`-th state write of the next fit raise `Interrupted` once it is on disk."""
     original, count = FitResume.write, [0]
@@ -268,6 +277,24 @@ def test_saving_the_state_changes_nothing_and_the_state_goes_when_the_fit_is_don
     np.testing.assert_array_equal(probs, reference_probs)
     assert not (tmp_path / "work" / RESUME_FOLDER).exists()
     assert (tmp_path / "work" / "train.pt").exists()  # the best-weights checkpoint stays as before
+
+
+def test_by_default_epoch_states_wait_a_minute_and_finished_stages_are_always_kept(monkeypatch, tmp_path):
+    monkeypatch.delenv("BENCHBOX_RESUME_EVERY_S")  # restored by every_epoch's own MonkeyPatch afterwards
+    written = []
+    monkeypatch.setattr(FitResume, "write", lambda self, current: written.append(current))
+    fit = FitResume(tmp_path / RESUME_FOLDER, "identity", "tiny")
+    assert fit.every_s == 60.0 and not fit.due()
+    stage = fit.stage("tiny")
+    network = nn.Linear(2, 2)
+    optimizer = torch.optim.SGD(network.parameters(), lr=0.1)
+    epoch = dict(stopped=False, network=network, optimizer=optimizer, scheduler=None, best_score=0.5, best_epoch=0,
+                 best_state=None, history=[], batches=None, stateful={})
+    stage.save_epoch(epochs_done=1, **epoch)
+    assert written == []  # a seconds-long epoch does not pay for a state write
+    fit.last_write -= 61
+    stage.save_epoch(epochs_done=2, **epoch)
+    assert [state["epochs_done"] for state in written] == [2]
 
 
 @pytest.mark.slow
