@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..data.dataset import Dataset
+from ..errors import BenchboxError
 from ..labels import CLASSES, ISIC_COLUMNS, MALIGNANT_CLASSES, MALIGNANT_INDICES
 from ..paths import atomic_write, cache_dir
 from .store import (
@@ -101,7 +102,11 @@ def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
     folder = checkpoint_dir(spec)
     complete = folder / "complete.json"
     if complete.exists():
-        method.load(folder)
+        try:
+            method.load(folder)
+        except BenchboxError as error:  # e.g. a file carrying code: never loaded, and retraining is the way out
+            raise BenchboxError(f"the cached checkpoint of {spec.name} was refused ({error}); delete {folder} "
+                                "and re-run to retrain this job") from None
         return method, {"reused_checkpoint": str(folder), "fit_s": read_json(complete)["fit_s"]}
     train = _image_set(inputs, "train", spec.input_size)
     val = _image_set(inputs, "val", spec.input_size)

@@ -66,6 +66,9 @@ def validate(config: RunConfig, progress: bool = True) -> dict:
     """Check everything before any training: methods, profile, data, masks, split, device, weights."""
     from ..registry import method_cards
 
+    out = config.run_dir()
+    if out.exists() and not out.is_dir():
+        raise BenchboxError(f"--out {out} is a file, not a folder; name a folder for the run (it is created if missing).")
     if config.profile not in PROFILES:
         raise BenchboxError(f"--profile must be one of {PROFILES}, not {config.profile!r}")
     if config.faithfulness not in FAITHFULNESS:

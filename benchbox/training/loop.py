@@ -132,8 +132,8 @@ def train_stage(
     returns to those weights when no epoch beats it. `checkpoint_path` keeps the best weights
     on disk as well.
 
-    With `resume` (the fit's resume folder) the stage saves its whole state at every epoch end
-    and continues from an earlier run's save: skipped when that run finished it, else from the
+    With `resume` (the fit's resume folder) the stage saves its whole state at an epoch end (at
+    most once a minute by default: resume.py) and continues from an earlier run's save: skipped when that run finished it, else from the
     epoch after its last saved one. `stateful` names the method's own objects that an epoch
     changes (state_dict() / load_state_dict()), e.g. a curriculum's record of losses.
     """

@@ -56,7 +56,9 @@ class TinyLinear(Method):
         torch.save(self.net.state_dict(), directory / "net.pt")
 
     def load(self, directory: Path):
-        self.net.load_state_dict(torch.load(directory / "net.pt", weights_only=True))
+        from benchbox.training.checkpoint import load_state_dict_file  # as the hosted methods load theirs
+
+        self.net.load_state_dict(load_state_dict_file(directory / "net.pt"))
 
     def networks(self):
         return [self.net]

@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 
 from benchbox import cli
-from benchbox.runner import run as run_module
 from benchbox.runner.config import RunConfig
 from benchbox.runner.run import execute
 from benchbox.runner.store import damaged_stage_files, file_sha256, read_json, write_job_folder
@@ -28,16 +27,11 @@ def _config(data: Path, out: Path) -> RunConfig:
                      out=str(out), explain_n=8, device="cpu")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_run_report():
-    """The runner's own report rendering (plots) plays no part here; `benchbox report` is called directly."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "_report", lambda run_dir, record, progress: None)
-        yield
+pytestmark = pytest.mark.usefixtures("without_run_report")
 
 
 @pytest.fixture(scope="module")
-def pristine(tiny_synthderm, tmp_path_factory) -> Path:
+def pristine(tiny_synthderm, tmp_path_factory, without_run_report) -> Path:
     out = tmp_path_factory.mktemp("healing") / "pristine"
     assert execute(_config(tiny_synthderm, out), progress=False) == 0
     return out

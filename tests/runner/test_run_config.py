@@ -13,7 +13,6 @@ import pytest
 from benchbox import cli
 from benchbox.data.synthderm import generate
 from benchbox.errors import BenchboxError
-from benchbox.runner import run as run_module
 from benchbox.runner.config import RunConfig
 from benchbox.runner.run import execute
 
@@ -27,15 +26,11 @@ def _config(data: Path, out: Path, **extra) -> RunConfig:
     return RunConfig(**options)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def no_run_report():
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(run_module, "_report", lambda run_dir, record, progress: None)
-        yield
+pytestmark = pytest.mark.usefixtures("without_run_report")
 
 
 @pytest.fixture(scope="module")
-def pristine(tiny_synthderm, tmp_path_factory) -> Path:
+def pristine(tiny_synthderm, tmp_path_factory, without_run_report) -> Path:
     out = tmp_path_factory.mktemp("config") / "pristine"
     assert execute(_config(tiny_synthderm, out), progress=False) == 0
     return out
