@@ -99,7 +99,7 @@ def _boards(run: Run, out_dir: Path) -> list[str]:
             f"\"vs next\" is the Holm-corrected p against the next row; {BETTER_MARK} marks a row "
             "significantly better than the next.",
             leaderboard_table(run, board),
-            f"All metrics of this board (sorted as above):",
+            "All metrics of this board (sorted as above):",
             full_board_table(run, board),
             _image(roc, out_dir, f"ROC curves, {board.name} board"),
         ]
