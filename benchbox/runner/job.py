@@ -185,7 +185,7 @@ def isic_submission(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def score(spec: JobSpec, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, method_threshold) -> tuple[dict, dict]:
+def score(method: str, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, method_threshold) -> tuple[dict, dict]:
     """Classification metrics on test (operating point from val only) and the confusion matrix."""
     from ..metrics.classification import confusion_matrix
     from ..metrics.config import load_config
@@ -202,7 +202,7 @@ def score(spec: JobSpec, task: str, frame: pd.DataFrame, manifest: pd.DataFrame,
 
     attributes = make_attributes(rows, config.subgroup_attributes, config.age_band_edges, config.ita_light_dark_cut)
     metrics = evaluate(task, y_true, proba, test["lesion_id"].to_numpy(), attributes, threshold, config,
-                       method=spec.method)
+                       method=method)
     extra = {"threshold": threshold, "threshold_rule": "method" if method_threshold is not None else "youden_on_val"}
     if task == "multiclass":
         extra["confusion_matrix"] = confusion_matrix(y_true, proba.argmax(axis=1), len(CLASSES)).tolist()
@@ -421,7 +421,7 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
         stage = "metrics"
         start = time.perf_counter()
         manifest = inputs.dataset.manifest
-        metrics, extra = score(spec, card.task, frame, manifest, method.operating_threshold())
+        metrics, extra = score(spec.method, card.task, frame, manifest, method.operating_threshold())
         _warn_if_degenerate(spec, frame, extra["threshold"])
         metrics.update(read_json(efficiency_path)["metrics"])
         metrics.update(read_json(xai_path)["metrics"])

@@ -81,7 +81,7 @@ def _frame(ids: np.ndarray, proba: np.ndarray, task: str, part: str, manifest: p
 def score_predictions(name: str, file: PredictionsFile, split_table: pd.DataFrame, manifest: pd.DataFrame,
                       where: str, val_file: PredictionsFile | None = None, allow_subset: bool = False) -> Scored:
     """Score an outside model's test predictions against `split_table` (the run's evaluated images)."""
-    from ..runner.job import JobSpec, score
+    from ..runner.job import score
 
     by_id = manifest.set_index("image_id")
     test = split_table[split_table["split"] == "test"]
@@ -98,9 +98,7 @@ def score_predictions(name: str, file: PredictionsFile, split_table: pd.DataFram
             frames.insert(0, _frame(val_ids, val_proba, file.task, "val", by_id))
     frame = pd.concat(frames, ignore_index=True)
     has_val = (frame["split"] == "val").any()
-    spec = JobSpec(method=name, seed=SEED, profile="score", settings={}, input_size=0, dataset_hash="",
-                   split_hash="", code="", pretrained=False)
-    metrics, extra = score(spec, file.task, frame, manifest, None if has_val else DEFAULT_THRESHOLD)
+    metrics, extra = score(name, file.task, frame, manifest, None if has_val else DEFAULT_THRESHOLD)
     if not has_val:
         extra["threshold_rule"] = f"default {DEFAULT_THRESHOLD} (no validation predictions)"
     classes = list(CLASSES) if file.task == "multiclass" else ["benign", "malignant"]
