@@ -9,6 +9,12 @@ Any of the three official parts may be present; each row keeps its part in `offi
 
 Ground truth is one-hot over `image,MEL,NV,BCC,AKIEC,BKL,DF,VASC`. Without lesion groupings an
 image is its own lesion (the release gives none for validation and test), which the notes say.
+
+Official scoring: the challenge scorer (isic-challenge-scoring, `load_csv.parse_truth_csv`) gives
+test image ISIC_0035068 score weight 0 by a hard-coded rule ("TODO: Move this to ground truth"),
+so the official leaderboard scores 1,511 of the 1,512 test images. The adapter keeps the image in
+the data (it is loaded, hashed, split and predicted) and leaves it out of scoring: its manifest
+row has `official_split` "test" and `scored` False, and a note says so.
 """
 
 from __future__ import annotations
@@ -26,6 +32,16 @@ from .manifest import make_manifest
 from .tables import check_filled, check_unique, read_table
 
 PARTS = (("Training", "train"), ("Validation", "val"), ("Test", "test"))
+# Test images the official scorer weights 0 (isic-challenge-scoring 5.6, load_csv.py), and why.
+OFFICIAL_UNSCORED = {
+    "ISIC_0035068": "the official scorer (isic-challenge-scoring, load_csv.parse_truth_csv) gives it weight 0 "
+    "by a hard-coded rule",
+}
+
+
+def officially_scored(image_ids) -> np.ndarray:
+    """True for each image the official ISIC 2018 Task 3 scorer counts (every one but OFFICIAL_UNSCORED)."""
+    return ~pd.Series(np.asarray(image_ids, dtype=object)).astype(str).isin(OFFICIAL_UNSCORED.keys()).to_numpy()
 
 
 def _read_part(root: Path, part: str, split: str, only_present: bool, notes: list[str]) -> pd.DataFrame | None:
@@ -97,5 +113,11 @@ def load_isic2018(
     if ungrouped:
         notes.append(f"no lesion grouping for {ungrouped:,} image(s): each is treated as its own lesion")
     frame = frame.assign(age=np.nan, sex="unknown", localization="unknown", mask_path="")
+    frame["scored"] = (frame["official_split"] != "test") | officially_scored(frame["image_id"])
+    for image_id in frame.loc[~frame["scored"], "image_id"]:
+        notes.append(
+            f"official scoring: test image {image_id} is left out of scoring (kept in the data): "
+            f"{OFFICIAL_UNSCORED[image_id]}, so benchbox's ISIC 2018 test metrics match the official leaderboard's"
+        )
     manifest = make_manifest(frame, str(root))
     return finalize("isic2018", root, manifest, notes, on_bad_image, progress)

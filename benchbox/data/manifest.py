@@ -32,8 +32,9 @@ MANIFEST_COLUMNS = (
     "ita_category",
 )
 
-# Kept when an adapter knows it: the dataset's own train/val/test (ISIC 2018).
-OPTIONAL_COLUMNS = ("official_split",)
+# Kept when an adapter knows it: the dataset's own train/val/test (ISIC 2018), and whether its official
+# scoring counts the image (`scored`, False for an image kept in the data but left out of test metrics).
+OPTIONAL_COLUMNS = ("official_split", "scored")
 
 
 def make_manifest(rows: pd.DataFrame, origin: str) -> pd.DataFrame:

@@ -294,7 +294,8 @@ def header_table(run: Run) -> str:
         ["run", info.get("run_id", run.folder.name)],
         ["created", info.get("created", "—")],
         ["dataset", f"{dataset.get('name', '—')} ({dataset.get('n_images', '?')} images, "
-                    f"sha256 {str(dataset.get('hash', '—'))[:12]})"],
+                    f"sha256 {str(dataset.get('hash', '—'))[:12]})"
+                    + "".join(f"; {n}" for n in dataset.get("notes", []) if str(n).startswith("official scoring"))],
         ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"],
         ["profile", config.get("profile", "—")],
         ["seeds", ", ".join(str(s) for s in run.seeds)],
