@@ -11,6 +11,8 @@ from pathlib import Path
 from ..errors import BenchboxError
 
 FAITHFULNESS = ("none", "fast", "road")
+EXECUTORS = ("local", "ray")
+EXECUTION = ("executor", "ray_address", "ray_retries")  # RunConfig fields that say where jobs run
 DEVICE_PATTERN = re.compile(r"auto|cpu|cuda(:\d+)?")
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
 
@@ -45,6 +47,10 @@ class RunConfig:
     weights_dir: str | None = None
     only_present: bool = False
     on_bad_image: str = "fail"
+    # where the jobs run, not what they compute: left out of the run's identity, like out and device
+    executor: str = "local"  # local | ray (runner/ray_executor.py)
+    ray_address: str | None = None  # None = ray.init's own choice: $RAY_ADDRESS, a cluster on this machine, else a new one
+    ray_retries: int = 2  # times a job whose Ray worker died is run again before it is recorded as failed
 
     def __post_init__(self):
         if self.seeds is None:
@@ -52,11 +58,17 @@ class RunConfig:
         check_seeds(self.seeds)
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise BenchboxError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.executor not in EXECUTORS:
+            raise BenchboxError(f"--executor must be one of {EXECUTORS}, not {self.executor!r}")
+        if isinstance(self.ray_retries, bool) or not isinstance(self.ray_retries, int) or self.ray_retries < 0:
+            raise BenchboxError(f"--ray-retries must be an integer of 0 or more, not {self.ray_retries!r}")
+        if self.executor != "ray" and self.ray_address:
+            raise BenchboxError("--ray-address names a Ray cluster to run on; add --executor ray")
 
     def identity(self) -> dict:
         """What makes two runs the same run (the output folder and device are not part of it)."""
         fields = asdict(self)
-        for key in ("out", "device"):
+        for key in ("out", "device", *EXECUTION):
             fields.pop(key)
         return fields
 
