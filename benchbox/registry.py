@@ -36,8 +36,10 @@ from .package_data import REGISTRY_ENV, cards_dir
 
 ENTRY_POINT_GROUP = "benchbox.methods"
 REQUIRED_KEYS = ("name", "import_path", "task", "profiles")
-OPTIONAL_KEYS = ("explainers", "needs_masks", "summary", "paper", "claims", "notes", "include", "defaults")
-BASE_KEYS = ("include", "defaults", "profiles")  # all a shared base (`_*.yaml`) may hold: settings
+OPTIONAL_KEYS = ("explainers", "needs_masks", "summary", "paper", "claims", "notes", "include", "defaults", "fit_of",
+                 "default_run", "resources")
+BASE_KEYS = ("include", "defaults", "profiles", "resources")  # all a shared base (`_*.yaml`) may hold: settings
+RESOURCE_KEYS = ("cpus", "gpus", "memory_gb")  # what one job asks a cluster for (`resources:`), never a setting
 DECLARED_ONCE = ("name", "task", "explainers", "needs_masks")  # by the card, or by a class without a card
 
 T = TypeVar("T")
@@ -116,6 +118,9 @@ class MethodCard:
     paper: dict[str, Any] = field(default_factory=dict)  # reference, and the protocol behind its claims
     claims: dict[str, Any] = field(default_factory=dict)  # metric name -> number or {value, note}: claims, never results
     notes: str = ""  # how the paper was read, and how each profile adapts it
+    fit_of: str = ""  # a variant's base method, whose trained model it uses (only post-fit settings differ)
+    default_run: bool = True  # part of `benchbox run --all`; false for readings that cost much and add nothing on a CPU
+    resources: dict[str, dict[str, float]] = field(default_factory=dict)  # profile -> cpus/gpus/memory_gb per job
     source: str = ""  # where the card came from (a file or an entry point)
     from_class: bool = False  # built from a class's attributes (no YAML card), which then declare DECLARED_ONCE
 
@@ -127,6 +132,11 @@ class MethodCard:
 
     def input_size(self, profile: str) -> int:
         return int(self.settings(profile)["input_size"])
+
+    def job_resources(self, profile: str) -> dict[str, float]:
+        """What one job of this profile asks a cluster for (`resources:`); {} when the card says nothing.
+        Not a setting: a model trained with 2 CPUs is the same model, so fit keys never see it."""
+        return dict(self.resources.get(profile, {}))
 
     def context(
         self,
@@ -171,12 +181,39 @@ class MethodCard:
             )
         return obj
 
+    def resolved(self) -> dict[str, Any]:
+        """The card as plain data, profiles resolved: what a run folder keeps of each method it ran."""
+        return {"name": self.name, "import_path": self.import_path, "task": self.task, "explainers": list(self.explainers),
+                "needs_masks": self.needs_masks, "fit_of": self.fit_of or None, "default_run": self.default_run,
+                "summary": self.summary,
+                "paper": copy.deepcopy(self.paper), "claims": copy.deepcopy(self.claims), "notes": self.notes,
+                "profiles": copy.deepcopy(self.profiles), "source": self.source}
+
     def create(self) -> Method:
         """A fresh, untrained instance of the method, carrying the card's name, task, explainers and needs-masks."""
         method = self.load_class()()
         method.name, method.task = self.name, self.task
         method.explainers, method.needs_masks = self.explainers, self.needs_masks
         return method
+
+
+def citation_text(paper: Any) -> str:
+    """A card's `paper.citation` as one line: authors (year). Title. Venue. doi:... (else its `reference`)."""
+    if not isinstance(paper, dict):
+        return str(paper or "no paper on the card")
+    cited = paper.get("citation")
+    if not isinstance(cited, dict) or not cited.get("title"):  # a text with nothing to cite says so in `note`
+        note = cited.get("note") if isinstance(cited, dict) else cited
+        return str(note or paper.get("reference") or "no citation on the card")
+    authors = cited.get("authors") or []
+    text = ", ".join(authors) if isinstance(authors, list) else str(authors)
+    text += f" ({cited['year']}). " if cited.get("year") else ". "
+    text += str(cited["title"]).rstrip(".") + "."
+    if cited.get("venue"):
+        text += f" {cited['venue']}."
+    if cited.get("doi"):
+        text += f" doi:{cited['doi']}"
+    return text.strip()
 
 
 def _class_declares(cls: type, key: str) -> bool:
@@ -258,6 +295,27 @@ def _resolved_profiles(data: dict[str, Any], source: str, folder: Path | None, c
     return resolved
 
 
+def _resolved_resources(data: dict[str, Any], source: str, folder: Path | None) -> dict[str, dict[str, float]]:
+    """Each profile's job resources: the included bases' in order, then the card's own, key by key.
+    Called after `_resolved_profiles`, which has refused include cycles and missing files."""
+    names = data.get("include") or []
+    layers = [_resolved_resources(_read_yaml(Path(folder, name), source), f"{Path(folder, name)} (included by {source})",
+                                  Path(folder, name).parent)
+              for name in ([names] if isinstance(names, str) else names)]
+    own = data.get("resources") or {}
+    if not isinstance(own, dict) or set(own) - set(PROFILES):
+        raise BenchboxError(f"{source}: resources must map profiles {list(PROFILES)} to {{cpus, gpus, memory_gb}}, got {own!r}.")
+    own = {profile: {} if wanted is None else wanted for profile, wanted in own.items()}
+    for profile, wanted in own.items():
+        bad = ({key: value for key, value in wanted.items() if key not in RESOURCE_KEYS or isinstance(value, bool)
+                or not isinstance(value, (int, float)) or value < 0} if isinstance(wanted, dict) else {"": wanted})
+        if bad:
+            raise BenchboxError(f"{source}: resources of profile {profile!r}: {bad!r} is not allowed; give {list(RESOURCE_KEYS)} "
+                                "as numbers of 0 or more (e.g. {gpus: 1, cpus: 4, memory_gb: 16}).")
+    return {profile: functools.reduce(_merge, [layer[profile] for layer in [*layers, own] if profile in layer], {})
+            for profile in PROFILES if any(profile in layer for layer in [*layers, own])}
+
+
 def card_from_dict(data: Any, source: str, path: Path | None = None, from_class: bool = False) -> MethodCard:
     """Validate a card's contents (from YAML or a class's `card` attribute) and resolve its profiles.
 
@@ -294,6 +352,9 @@ def card_from_dict(data: Any, source: str, path: Path | None = None, from_class:
         paper=dict(data.get("paper") or {}),
         claims=dict(data.get("claims") or {}),
         notes=str(data.get("notes") or "").strip(),
+        fit_of=str(data.get("fit_of") or ""),
+        default_run=bool(data.get("default_run", True)),
+        resources=_resolved_resources(data, source, None if path is None else path.parent),
         source=source,
         from_class=from_class,
     )

@@ -18,7 +18,8 @@ from benchbox.methods.base import PROFILES
 from benchbox.registry import method_cards
 
 SNAPSHOT = Path(__file__).with_name("card_snapshot.json")
-HOSTED = ("dual_task", "efficientnet_b0", "inception_v3", "msfa", "recall_ensemble", "resnet50", "soft_attention", "xception")
+HOSTED = ("dual_task", "dual_task_unet_r34", "efficientnet_b0", "efficientnet_b0_128", "inception_v3", "msfa", "recall_ensemble",
+          "recall_ensemble_recalibrated", "resnet50", "soft_attention", "xception")
 
 
 def resolved() -> dict:

@@ -33,7 +33,8 @@ from benchbox.registry import (
 )
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-ALL_METHODS = {"msfa", "soft_attention", "resnet50", "recall_ensemble", "dual_task", "xception", "inception_v3", "efficientnet_b0"}
+ALL_METHODS = {"msfa", "soft_attention", "resnet50", "recall_ensemble", "recall_ensemble_recalibrated", "dual_task", "xception",
+               "inception_v3", "efficientnet_b0", "dual_task_unet_r34", "efficientnet_b0_128"}
 
 
 def test_registry_refuses_duplicates_and_suggests_closest_name():
@@ -61,13 +62,18 @@ def test_every_design_method_has_a_complete_card():
         card = cards.get(name)
         assert Path(card.source).name == f"{name}.yaml"
         assert sorted(card.profiles) == sorted(PROFILES)
-        assert card.input_size("paper") == (299 if name in ("xception", "inception_v3") else 224)
+        assert card.input_size("paper") == (299 if name in ("xception", "inception_v3", "recall_ensemble", "recall_ensemble_recalibrated") else 128 if name == "efficientnet_b0_128" else 224)
         assert card.settings("paper").get("pretrained") is True and not card.settings("quick").get("pretrained")
-        assert card.paper.get("reference") and card.paper.get("protocol") and card.notes
+        cited = card.paper.get("citation") or {}
+        # the full citation, or (binary_cnn_xai.txt, which opens with its abstract) the statement that the text has none
+        assert (cited.get("title") and cited.get("authors")) or "gives no authors, title" in cited.get("note", "")
+        assert card.paper.get("protocol") and card.notes and card.paper.get("reported")
         assert card.explainers
-    assert cards.get("msfa").claims["accuracy"] == 0.788
+    assert cards.get("msfa").claims["accuracy"]["value"] == 0.788
     assert cards.get("dual_task").needs_masks and not cards.get("msfa").needs_masks
     assert cards.get("recall_ensemble").task == "binary" and cards.get("soft_attention").task == "multiclass"
+    assert cards.get("recall_ensemble_recalibrated").fit_of == "recall_ensemble"
+    assert {name for name in ALL_METHODS if not cards.get(name).default_run} == {"dual_task_unet_r34", "efficientnet_b0_128"}
 
 
 def test_card_context_takes_profile_settings_and_pretrained_default():
@@ -410,7 +416,7 @@ def test_include_and_defaults_resolve_base_then_defaults_then_profile(tmp_path):
     [
         ({"_base.yaml": {"include": "layered.yaml"}}, r"include cycle layered.yaml -> _base.yaml -> layered.yaml"),
         ({}, r"included file '_base.yaml' not found \(looked for .*_base.yaml\)"),
-        ({"_base.yaml": {"task": "multiclass", "profiles": {}}}, r"_base.yaml \(included by .*layered.yaml\): a shared base holds only \['include', 'defaults', 'profiles'\] \(settings\), not \['task'\]"),
+        ({"_base.yaml": {"task": "multiclass", "profiles": {}}}, r"_base.yaml \(included by .*layered.yaml\): a shared base holds only \['include', 'defaults', 'profiles', 'resources'\] \(settings\), not \['task'\]"),
         ({"_base.yaml": {"profiles": {"fast": {"epochs": 1}}}}, r"_base.yaml \(included by .*\): unknown profile\(s\) \['fast'\]"),
         ({"_base.yaml": {"defaults": [1, 2]}}, r"defaults \(the settings every profile shares\) must be a mapping"),
         ({"_base.yaml": ["not", "a", "mapping"]}, r"a shared base must be a mapping"),
@@ -439,7 +445,7 @@ def cards_only(monkeypatch):
 def test_bases_are_not_listed_as_methods(cards_only):
     cards = method_cards(entry_points=False)
     bases = sorted(path.stem for path in registry_dir().glob("_*.yaml"))
-    assert bases == ["_binary_cnn", "_defaults", "_resnet50_family"]
+    assert bases == ["_binary_cnn", "_defaults", "_recall_ensemble", "_resnet50_family"]
     assert not any(name.startswith("_") for name in cards.names()) and set(cards.names()) == ALL_METHODS
 
 

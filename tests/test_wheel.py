@@ -22,7 +22,8 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "README.md", "benchbox", "registry", "metrics")
-HOSTED = ("dual_task", "efficientnet_b0", "inception_v3", "msfa", "recall_ensemble", "resnet50", "soft_attention", "xception")
+HOSTED = ("dual_task", "dual_task_unet_r34", "efficientnet_b0", "efficientnet_b0_128", "inception_v3", "msfa", "recall_ensemble",
+          "recall_ensemble_recalibrated", "resnet50", "soft_attention", "xception")
 
 
 # `python -m benchbox.cli ARGS` on one CPU (the runner sets torch's threads to the CPUs it may use);
@@ -78,13 +79,13 @@ def test_the_wheel_holds_every_module_and_the_data_and_no_top_level_registry(whe
     modules = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "benchbox").rglob("*.py")}
     assert modules - names == set(), "add their subpackage to [tool.setuptools] packages in pyproject.toml"
     shipped = {f"benchbox/_registry/{path.name}" for path in (REPO_ROOT / "registry").glob("*.yaml")}
-    assert len(shipped) == 11 and shipped <= names  # 8 cards + 3 shared bases
+    assert len(shipped) == 15 and shipped <= names  # 11 cards + 4 shared bases
     assert {"benchbox/_metrics/suites.yaml", "benchbox/_metrics/gate.yaml", "benchbox/_registry/README.md"} <= names
     assert any(name.startswith("benchbox/splits/canonical/") and name.endswith(".csv") for name in names)
     assert {name.split("/")[0] for name in names} == {"benchbox", "benchbox-0.1.0.dist-info"}
 
 
-def test_ls_from_the_installed_wheel_lists_the_eight_methods(site, elsewhere):
+def test_ls_from_the_installed_wheel_lists_the_hosted_methods(site, elsewhere):
     folder, env = elsewhere
     where = _run([sys.executable, "-c", "import benchbox; print(benchbox.__file__)"], folder, env, 60)
     assert Path(where.stdout.strip()).is_relative_to(site)  # the installed copy, not the checkout

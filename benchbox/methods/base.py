@@ -62,6 +62,9 @@ class Method(ABC):
     explainers: tuple[str, ...] = ()
     needs_masks: bool = False
     card: ClassVar[dict[str, Any] | None] = None
+    # settings read only after training (e.g. how the operating threshold is chosen): a variant card
+    # (`fit_of`) may change these and still share its base's trained model
+    post_fit_settings: ClassVar[tuple[str, ...]] = ()
 
     @property
     def classes(self) -> tuple[str, ...]:

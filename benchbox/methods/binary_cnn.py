@@ -1,16 +1,30 @@
-"""`xception`, `inception_v3`, `efficientnet_b0`: the seed's binary CNNs with XAI, one builder, three variants.
+"""`xception`, `inception_v3`, `efficientnet_b0`, `efficientnet_b0_128`: the binary CNNs with XAI, one builder.
 
-Each is an ImageNet architecture with a 2-class (benign, malignant) head, trained with Adam on
-cross-entropy with class weights and duplicate oversampling of the malignant images, stopped
-early on validation AUC (best epoch restored), explained by Grad-CAM on its last feature map
-and by SmoothGrad.
+The paper (binary_cnn_xai.txt; its text names no authors, title or venue) classifies dermoscopy
+images of an ISIC Archive subset as benign or malignant with InceptionV3, Xception and
+EfficientNet, "Adam optimizer with cross-entropy loss" (Sec. 2.7.3.1), "oversampling ... by
+duplicating existing malignant images" and "class weight adjustment" (Sec. 9.4), and explains
+them by Grad-CAM on "the last convolutional layer" (Sec. 4.4.1) and SmoothGrad (Sec. 4.4.2).
+Each method here is an ImageNet architecture with a 2-class (benign, malignant) head at the
+paper's input size (Sec. 9.3: 299 px for Xception and InceptionV3, 224 px for EfficientNetB0, 128
+px for "EfficientNet"), stopped early on a validation score with the best epoch restored.
 
-How the seed was read where it is vague:
+How the paper was read where it is vague:
 - "Class weights + duplicate oversampling" are both applied, without counting the imbalance
   twice: malignant images are repeated until they are `oversample.fraction` of the benign count
   (0.5: half), and the class weights are the balanced weights of the counts an epoch then
   holds, so together they balance the loss. Weights from the raw counts on top of oversampled
-  data would over-correct towards malignant.
+  data would over-correct towards malignant. The paper gives neither amount.
+- Early stopping: Sec. 2.7.3.2 monitors "accuracy, precision, recall, and F1-score" and applies
+  "early stopping or learning rate scheduling"; the paper profile stops on validation accuracy,
+  the first metric it lists. Epochs (30), learning rate (1e-4), patience (5) and batch size are not
+  in the paper. The CPU profiles keep validation AUC (the card says why).
+- Operating point: the paper's labels are the arg-max of the two classes, i.e. threshold 0.5 on
+  the malignant probability; the method names no threshold of its own.
+- The paper's "EfficientNet (128x128)" names no variant; EfficientNet-B0 is the only one it names,
+  so `efficientnet_b0_128` is EfficientNet-B0 at 128 px (its own card, this class).
+- SmoothGrad explains the input gradients (Sec. 2.5.1, 4.4.2, 6.2), not Grad-CAM maps, which Sec.
+  2.7.5.2 once says it "enhances"; its noise level and sample count are not given.
 - Xception is the original architecture (Chollet 2017, the Keras Applications model):
   timm's `legacy_xception`, not timm's `xception41/65/71` (the deeper DeepLab variants). Its
   ImageNet weights (ported from Keras) expect inputs scaled to [-1, 1], and InceptionV3's
@@ -18,13 +32,13 @@ How the seed was read where it is vague:
   inputs to that scaling first (a fixed affine map, kept when training from scratch so the
   network is the same in every profile).
 - InceptionV3 is torchvision's. Its auxiliary classifier is trained with loss weight 0.4 (the
-  PyTorch fine-tuning tutorial's choice; the seed gives none) where it can run, and removed after
+  PyTorch fine-tuning tutorial's choice; the paper gives none) where it can run, and removed after
   training: it is not part of the deployed predictor, whose parameter count and latency are
   measured. The auxiliary head pools a 17 x 17 Mixed_6e map with a 5 x 5 / stride-3 window and
   then needs a 5 x 5 map, so it only runs at 299 px and above; the small-input profiles turn it
   off (card setting `aux_logits`) and the card says so. InceptionV3 needs at least 75 px, and
   107 px for a 2 x 2 last feature map (Grad-CAM on a 1 x 1 map is a constant).
-- EfficientNet-B0 is torchvision's (the weights `efficientnet_b0` resolves to), 224 px.
+- EfficientNet-B0 is torchvision's (the weights `efficientnet_b0` resolves to).
 """
 
 from __future__ import annotations

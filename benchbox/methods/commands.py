@@ -7,7 +7,7 @@ from pathlib import Path
 
 from ..methods.base import PROFILES
 from ..package_data import REGISTRY_ENV
-from ..registry import MethodCard, method_cards
+from ..registry import MethodCard, citation_text, method_cards
 
 
 def register(subparsers) -> None:
@@ -66,6 +66,24 @@ def parameter_counts(card: MethodCard) -> tuple[float | None, str]:
     return sum(p.numel() for p in unique.values()) / 1e6, f"at {card.input_size('paper')} px"
 
 
+PARAMS_TOLERANCE = 0.05  # a difference beyond 5 % of the paper's figure needs the card's explanation
+
+
+def parameter_row(card: MethodCard, millions: float | None, built: str) -> list[str]:
+    """method | count | the paper's figure (claims.params_m) | relative difference | how built | the card's note."""
+    claim = card.claims.get("params_m")
+    claimed = claim.get("value") if isinstance(claim, dict) else claim
+    note = str(claim.get("note", "")) if isinstance(claim, dict) else ""
+    difference = "-"
+    if claimed is not None and millions is not None:
+        relative = (millions - float(claimed)) / float(claimed)
+        difference = f"{relative:+.1%}"
+        if abs(relative) > PARAMS_TOLERANCE and not note:
+            note = "over 5 % and the card does not say why"
+    return [card.name, "-" if millions is None else f"{millions:.2f}M",
+            "not given" if claimed is None else f"{claimed}M", difference, built, note]
+
+
 def run_ls(args: argparse.Namespace) -> int:
     from tabulate import tabulate
 
@@ -77,16 +95,13 @@ def run_ls(args: argparse.Namespace) -> int:
     print()
     for card in cards:
         print(f"{card.name}: {card.summary}")
-        print(f"  paper: {card.paper.get('reference', 'not recorded')}")
+        print(f"  paper: {citation_text(card.paper)}")
         print(f"  claims: {_claims_text(card)}")
+        if not card.default_run:
+            print(f"  not part of `benchbox run --all` (its card: default_run: false); run it with --methods {card.name}")
         print(f"  card: {card.source}")
     if args.params:
-        rows = []
-        for card in cards:
-            millions, note = parameter_counts(card)
-            claim = card.claims.get("params_m")
-            claimed = claim.get("value") if isinstance(claim, dict) else claim
-            rows.append([card.name, "-" if millions is None else f"{millions:.2f}M", "-" if claimed is None else f"{claimed}M", note])
+        rows = [parameter_row(card, *parameter_counts(card)) for card in cards]
         print()
-        print(tabulate(rows, headers=["method", "parameters", "paper claims", "note"]))
+        print(tabulate(rows, headers=["method", "parameters", "paper's figure", "difference", "built", "why they differ (card)"]))
     return 0

@@ -3,8 +3,9 @@
 Binary benign/malignant. Network: ResNet50 trunk, global average pooling, dropout 0.4 and a
 linear 2-class head. Training of each member: cross-entropy with balanced class weights and
 label smoothing, Adam with weight decay, a lower learning rate for the backbone than for the
-head, cosine annealing, early stopping on AUC (patience 7 in the paper profile), best epoch
-restored. Three-fold grouped cross-validation of the training split (`ImageSet.groups`, so no
+head, cosine annealing, early stopping on the card's `val_metric` (the paper profile: validation
+loss, patience 7, as the paper), best epoch restored; augmentation of flips, rotations, colour
+jitter and (paper profile) random erasing. Three-fold grouped cross-validation of the training split (`ImageSet.groups`, so no
 lesion or near-duplicate is in two folds) gives three members: member i trains on two folds
 and is early-stopped on the third. The deployed predictor averages the three members' softmax
 over the test-time-augmentation views (efficiency is measured on this whole predictor).
@@ -24,17 +25,19 @@ How the paper was read where it is vague:
 - Differential learning rates protect pretrained features. Trained from scratch (quick and
   smoke profiles, or --no-pretrained) there are no such features, so the backbone then gets the
   head's rate; the rest of the procedure is unchanged.
-- ITA skin-tone fairness with per-group threshold recalibration: an ImageSet carries no skin
-  tone, but the method computes each validation image's ITA from its pixels with benchbox's own
-  ITA (`benchbox.data.ita`, skin outside the lesion mask or an outer ring; at the method's input
-  size, so an image very near the cut may fall on the other side than in the manifest) and records a
-  threshold per light/dark group (the paper's 28 degree cut), chosen by the same rule on that
-  group's validation images (`skin_tone_thresholds()`, saved with the checkpoint; None with a
-  reason when a group lacks an image of either class). They are not applied: the interface
-  has one operating threshold per method, and the harness's subgroup metrics (attributes
-  ita_category and ita_light_dark from the manifest's ITA, metrics/suites.yaml) measure the
-  gaps at t*. Applying them needs the harness to pass a group per test image; it is left as a
-  documented non-default, not faked by reshaping the probabilities.
+- Fairness calibration ("the optimal threshold is found to be 0.46 for the default setting and 0.38
+  for fairness calibration"; "the adjusted threshold (t = 0.38) improves recall across both groups",
+  Sec. III and IV): the method computes each validation image's ITA from its pixels with
+  benchbox's own ITA (`benchbox.data.ita`, skin outside the lesion mask or an outer ring; at the
+  method's input size) and applies the same recall rule to each light/dark group's validation
+  images (the paper's 28 degree cut; `skin_tone_thresholds()`, saved with the checkpoint; None
+  with a reason when a group lacks an image of either class). The paper gives one adjusted
+  threshold, lower than t* and used for both groups, but not how it was found; the reading here:
+  the group with the lowest validation recall at t* gets its own recall-rule threshold, and
+  min(t*, that threshold) is used for every image, so recall can only rise. It is applied by the
+  variant `recall_ensemble_recalibrated` (setting `operating_rule: skin_tone_recalibrated`), which
+  shares this method's trained ensemble (`fit_of`), so the board's two rows differ only in the
+  threshold and the subgroup board measures whether it narrows the light/dark gap, with intervals.
 """
 
 from __future__ import annotations
@@ -48,6 +51,7 @@ from torch import nn
 
 from ..data.arrays import ImageSet
 from ..data.ita import LIGHT_DARK_CUT, ita_degrees
+from ..errors import BenchboxError
 from ..metrics.subgroups import ita_light_dark
 from ..metrics.binary import recall_constrained_threshold
 from ..training.finetune import param_groups
@@ -82,9 +86,10 @@ def skin_tone_groups(data: ImageSet) -> np.ndarray:
 
 
 def group_thresholds(
-    malignant: np.ndarray, score: np.ndarray, groups: np.ndarray, min_recall: float, step: float
+    malignant: np.ndarray, score: np.ndarray, groups: np.ndarray, min_recall: float, step: float, default: float
 ) -> dict[str, dict[str, Any]]:
-    """Per skin-tone group: the recall-constrained threshold on its images, with its counts (None when one class is missing)."""
+    """Per skin-tone group: the recall-constrained threshold on its images and its recall at the default
+    threshold, with its counts (threshold None when one class is missing)."""
     found = {}
     for group in SKIN_TONE_GROUPS:
         members = groups == group
@@ -92,14 +97,29 @@ def group_thresholds(
         entry: dict[str, Any] = {"images": int(members.sum()), "malignant": n_malignant, "threshold": None}
         if 0 < n_malignant < members.sum():
             entry["threshold"] = recall_constrained_threshold(malignant[members], score[members], min_recall, step)
+            entry["recall_at_default"] = float(np.mean(score[members & (malignant == 1)] >= default))
         else:
             entry["reason"] = "the group's validation images lack a malignant or a benign image"
         found[group] = entry
     return found
 
 
+OPERATING_RULES = ("recall_constrained", "skin_tone_recalibrated")
+
+
+def recalibrated_threshold(default: float, groups: dict[str, dict[str, Any]]) -> float:
+    """min(t*, the recall-rule threshold of the group with the lowest validation recall at t*), one
+    threshold for every image; t* itself when no group has a threshold (a class missing in both)."""
+    usable = {name: entry for name, entry in groups.items() if entry.get("threshold") is not None}
+    if not usable:
+        return default
+    worst = min(usable, key=lambda name: (usable[name]["recall_at_default"], name != "dark"))
+    return min(default, float(usable[worst]["threshold"]))
+
+
 class RecallEnsemble(TorchMethod):  # name, task, explainers: registry/recall_ensemble.yaml
     pretrained_archs = ("resnet50",)
+    post_fit_settings = ("operating_rule",)  # recall_ensemble_recalibrated shares this ensemble
 
     def __init__(self) -> None:
         super().__init__()
@@ -116,10 +136,15 @@ class RecallEnsemble(TorchMethod):  # name, task, explainers: registry/recall_en
         return [network.backbone.layer4[-1]]
 
     def operating_threshold(self) -> float | None:
+        rule = self.settings.get("operating_rule", "recall_constrained")
+        if rule not in OPERATING_RULES:
+            raise BenchboxError(f"{self.name}: operating_rule {rule!r} is not one of {OPERATING_RULES}; fix its card.")
+        if rule == "skin_tone_recalibrated" and self.threshold is not None:
+            return recalibrated_threshold(self.threshold, self.tone_thresholds)
         return self.threshold
 
     def skin_tone_thresholds(self) -> dict[str, dict[str, Any]]:
-        """The light/dark thresholds chosen on validation (recorded, not applied; see the module docstring)."""
+        """The light/dark thresholds chosen on validation (applied by the skin_tone_recalibrated rule)."""
         return self.tone_thresholds
 
     def extra_state(self) -> dict[str, Any]:
@@ -162,4 +187,4 @@ class RecallEnsemble(TorchMethod):  # name, task, explainers: registry/recall_en
         min_recall, step = float(self.settings["recall_target"]), float(self.settings.get("threshold_step", 0.02))
         score = self.predict_proba(val.images)[:, 1]
         self.threshold = recall_constrained_threshold(val.malignant, score, min_recall, step)
-        self.tone_thresholds = group_thresholds(val.malignant, score, skin_tone_groups(val), min_recall, step)
+        self.tone_thresholds = group_thresholds(val.malignant, score, skin_tone_groups(val), min_recall, step, self.threshold)

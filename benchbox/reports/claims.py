@@ -1,5 +1,7 @@
 """"Claimed vs measured": each method card's paper claims beside what this run measured, with
-the two protocols stated, because a paper's number is a claim under its own protocol."""
+the two protocols stated, because a paper's number is a claim under its own protocol. The cards
+are the copies the run kept (`<run>/cards/`), so a later edit of a card never rewrites an old
+run's table; a run folder from before those copies reads the current registry and says so."""
 
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from ..errors import BenchboxError
 from .boards import describe_mapping, format_metric, format_number, markdown_table
 from .runfolder import Run
 from ..package_data import cards_dir
+from ..registry import citation_text
+from ..runner.store import CARDS_FOLDER
 
 REGISTRY_DIR = cards_dir()  # $BENCHBOX_REGISTRY, else the cards shipped with benchbox
 
@@ -28,6 +32,15 @@ def load_cards(registry_dir: Path = REGISTRY_DIR) -> dict[str, dict[str, Any]]:
         if isinstance(card, dict):
             cards[str(card.get("name", path.stem))] = card
     return cards
+
+
+def run_cards(run_folder: Path, registry_dir: Path = REGISTRY_DIR) -> tuple[dict[str, dict[str, Any]], str]:
+    """(cards, where they came from): the run's own copies, else the registry's current cards."""
+    copies = Path(run_folder) / CARDS_FOLDER
+    if copies.is_dir():
+        return load_cards(copies), f"the copy of each card this run kept (`{CARDS_FOLDER}/<method>.yaml`)"
+    return load_cards(registry_dir), (f"this run folder kept no card copies (made before benchbox kept them), so "
+                                      f"these are the current cards of {registry_dir}")
 
 
 def _claimed_value(claim: Any) -> tuple[float | None, str]:
@@ -46,11 +59,8 @@ def paper_protocol(card: dict[str, Any]) -> tuple[str, str]:
     """(reference, protocol) from the card's `paper`: a string, or a mapping with `reference`
     (or `title`) and `protocol` (text or a mapping such as dataset / split / input size)."""
     paper = card.get("paper")
-    if isinstance(paper, dict):
-        reference = str(paper.get("reference") or paper.get("title") or "—")
-        protocol = paper.get("protocol")
-        return reference, describe_mapping(protocol) if protocol else "not stated on the card"
-    return str(paper or "—"), "not stated on the card"
+    protocol = paper.get("protocol") if isinstance(paper, dict) else None
+    return citation_text(paper), describe_mapping(protocol) if protocol else "not stated on the card"
 
 
 def run_protocol(run: Run, card: dict[str, Any]) -> str:
@@ -66,31 +76,56 @@ def run_protocol(run: Run, card: dict[str, Any]) -> str:
     return text
 
 
-def claims_section(run: Run, cards: dict[str, dict[str, Any]]) -> str:
-    """One block per method of the run whose card lists claims; empty when none does."""
+def _reported_table(paper: dict[str, Any]) -> str:
+    rows = [[str(item.get("name", "—")), str(item.get("value", "—")), str(item.get("where", "")), str(item.get("note", ""))]
+            for item in paper.get("reported") or [] if isinstance(item, dict)]
+    return markdown_table(rows, ["the paper's number", "value", "where", "note"]) if rows else ""
+
+
+def _contradictions(paper: dict[str, Any]) -> str:
+    lines = []
+    for item in paper.get("contradictions") or []:
+        if isinstance(item, dict):
+            readings = "; ".join(f"«{reading}»" for reading in item.get("readings") or [])
+            lines.append(f"- **{item.get('aspect', '—')}**: {readings}. benchbox: {item.get('benchbox', '—')}")
+    return "\n".join(lines)
+
+
+def claims_section(run: Run, cards: dict[str, dict[str, Any]], cards_from: str = "") -> str:
+    """One block per method of the run whose card cites a paper or lists claims; empty when none does."""
     blocks = []
     for method in run.methods:
         card = cards.get(method) or {}
         claims = card.get("claims") or {}
-        if not isinstance(claims, dict) or not claims:
+        paper = card.get("paper") if isinstance(card.get("paper"), dict) else {}
+        if not (isinstance(claims, dict) and claims) and not paper:
             continue
         measured = run.method_metrics(method)
         rows = []
-        for name, claim in claims.items():
+        for name, claim in (claims if isinstance(claims, dict) else {}).items():
             claimed, note = _claimed_value(claim)
             metric = measured.get(str(name))
             delta = "—"
             if claimed is not None and metric is not None and math.isfinite(metric.value):
                 delta = format_number(metric.value - claimed)
+            source = ""
+            if isinstance(claim, dict) and (claim.get("paper_metric") or claim.get("where")):
+                source = ", ".join(str(claim[key]) for key in ("paper_metric", "where") if claim.get(key))
             rows.append([name, "—" if claimed is None else format_number(claimed),
                          format_metric(metric) if metric else "not measured under this name",
-                         delta, note])
+                         delta, source, note])
         reference, protocol = paper_protocol(card)
-        blocks.append(
-            f"### {method}\n\n"
-            f"- paper: {reference}\n"
-            f"- paper's protocol: {protocol}\n"
-            f"- this run: {run_protocol(run, card)}\n\n"
-            + markdown_table(rows, ["claim", "claimed", "measured", "measured - claimed", "note"])
-        )
+        parts = [f"### {method}\n\n- paper: {reference}\n- paper's protocol: {protocol}\n"
+                 f"- this run: {run_protocol(run, card)}"]
+        if rows:
+            parts.append(markdown_table(rows, ["claim", "claimed", "measured", "measured - claimed", "the paper's metric, where", "note"]))
+        reported = _reported_table(paper)
+        if reported:
+            parts.append("Also reported by the paper (no benchbox metric of the same definition, or another protocol):\n\n" + reported)
+        contradictions = _contradictions(paper)
+        if contradictions:
+            parts.append("Where the paper contradicts itself:\n\n" + contradictions)
+        blocks.append("\n\n".join(parts))
+    if blocks and cards_from:
+        blocks.insert(0, f"Cards: {cards_from}.")
     return "\n\n".join(blocks)

@@ -40,7 +40,8 @@ from .boards import (
     segmentation_table,
     sort_methods,
 )
-from .claims import REGISTRY_DIR, claims_section, load_cards
+from ..runner.store import CARDS_FOLDER
+from .claims import REGISTRY_DIR, claims_section, run_cards
 from .runfolder import Run, read_run
 from .subgroup_tables import (
     parse_subgroups,
@@ -143,13 +144,13 @@ def _subgroup_details(run: Run, out_dir: Path, done: list[str]) -> str:
     return "\n\n".join(s for s in sections if s) + "\n"
 
 
-def render_markdown(run: Run, out_dir: Path, cards: dict, show_progress: bool = True) -> dict[str, str]:
+def render_markdown(run: Run, out_dir: Path, cards: tuple[dict, str], show_progress: bool = True) -> dict[str, str]:
     """{file name: markdown} of the report; draws the plots into out_dir/plots as it goes."""
     with tqdm(total=5, desc="report", unit="part", leave=False, disable=not show_progress) as progress:
         return _documents(run, out_dir, cards, progress)  # the bar is cleared when a part fails, too
 
 
-def _documents(run: Run, out_dir: Path, cards: dict, progress: tqdm) -> dict[str, str]:
+def _documents(run: Run, out_dir: Path, cards: tuple[dict, str], progress: tqdm) -> dict[str, str]:
     done = [m for m in run.methods if run.done_jobs(m)]
     sections = [
         f"# benchbox report: {run.info.get('run_id', run.folder.name)}",
@@ -199,11 +200,12 @@ def _documents(run: Run, out_dir: Path, cards: dict, progress: tqdm) -> dict[str
 
     if methods_with(run, SEGMENTATION_METRICS):
         sections += ["## Segmentation (methods that predict lesion masks)", segmentation_table(run)]
-    claims = claims_section(run, cards)
+    claims = claims_section(run, *cards)
     if claims:
         sections += ["## Claimed vs measured",
-                     "The papers' numbers come from each method's card in `registry/`; they were "
-                     "obtained under the paper's protocol, stated beside this run's.", claims]
+                     "The papers' numbers come from each method's card (its paper's text, cited); they were "
+                     "obtained under the paper's protocol, stated beside this run's. How each plugin follows "
+                     "its paper, point by point: `registry/fidelity/<method>.md`.", claims]
     progress.update()
     documents[REPORT_NAME] = "\n\n".join(s for s in sections if s) + "\n"
     return documents
@@ -227,11 +229,13 @@ def render_report(run_dir: str | Path, out_dir: str | Path | None = None,
     try:
         # mkdtemp makes the folder 0700: give it the mode the report folder has, or would get from mkdir
         os.chmod(staging, stat.S_IMODE(out.stat().st_mode) if out.is_dir() else default_mode(directory=True))
-        documents = render_markdown(run, staging, load_cards(Path(registry_dir)), show_progress)
+        documents = render_markdown(run, staging, run_cards(run.folder, Path(registry_dir)), show_progress)
         if out.resolve() != run.folder.resolve():
             # a report folder elsewhere (the committed leaderboards) stands alone: the run and the
             # method-level metrics behind every number it shows
             shutil.copyfile(run.folder / "run.json", staging / "run.json")
+            if (run.folder / CARDS_FOLDER).is_dir():
+                shutil.copytree(run.folder / CARDS_FOLDER, staging / CARDS_FOLDER)
             for method in run.methods:
                 if (run.folder / method / "metrics.json").exists():
                     (staging / "metrics").mkdir(exist_ok=True)

@@ -21,7 +21,8 @@ def register(subparsers) -> None:
         description="With no options: every method, quick profile, built-in synthderm data, its fixed split.",
     )
     which = run.add_mutually_exclusive_group()
-    which.add_argument("--all", action="store_true", help="every registered method (the default)")
+    which.add_argument("--all", action="store_true",
+                       help="every registered method whose card does not say `default_run: false` (the default)")
     which.add_argument("--methods", help="comma-separated method names (see `benchbox ls`)")
     run.add_argument("--data", default="synthderm", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
     run.add_argument("--split", help="split manifest CSV (default: the dataset's fixed split)")
@@ -41,7 +42,14 @@ def register(subparsers) -> None:
     run.add_argument("--weights-dir", help="folder of local pretrained weights, looked at before any download")
     run.add_argument("--only-present", action="store_true", help="use only the listed images that exist")
     run.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail")
-    run.add_argument("--quiet", action="store_true", help="no progress bars")
+    run.add_argument("--executor", choices=("local", "ray"), default="local",
+                     help="local: one job after another in this process (default); ray: every (method, seed) job "
+                          "as a task on a Ray cluster (pip install 'benchbox[ray]'; README, 'Running on a Ray cluster')")
+    run.add_argument("--ray-address", help="the Ray cluster to join, e.g. HEAD_IP:6379 (default: $RAY_ADDRESS, "
+                                           "else a cluster started on this machine, else a new local one)")
+    run.add_argument("--ray-retries", type=int, default=2,
+                     help="times a job whose Ray worker dies is run again before it is recorded as failed (default: 2)")
+    run.add_argument("--quiet", action="store_true", help="no progress bars (with --executor ray: no per-job lines)")
     run.set_defaults(func=run_command)
 
 
@@ -55,11 +63,13 @@ def run_command(args) -> int:
         if not methods:
             raise BenchboxError("--methods needs at least one name; see `benchbox ls`")
     else:
-        methods = method_cards().names()
+        cards = method_cards()
+        methods = [name for name in cards.names() if cards.get(name).default_run]
     config = RunConfig(
         methods=methods, data=args.data, split=args.split, profile=args.profile, seeds=args.seeds,
         out=args.out, device=args.device, explain_n=args.explain_n, faithfulness=args.faithfulness,
         pretrained=args.pretrained, weights_dir=args.weights_dir, only_present=args.only_present,
-        on_bad_image=args.on_bad_image,
+        on_bad_image=args.on_bad_image, executor=args.executor, ray_address=args.ray_address,
+        ray_retries=args.ray_retries,
     )
     return execute(config, progress=not args.quiet)

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +98,8 @@ def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
     """A trained method: from the checkpoint cache when this exact fit was done before, else trained."""
     from ..training.runtime import seed_everything
 
+    if card.fit_of:
+        return variant_of_fit(spec, card, inputs)
     method = card.create()
     folder = checkpoint_dir(spec)
     complete = folder / "complete.json"
@@ -127,6 +129,26 @@ def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
     method.save(folder)
     write_json(complete, {"fit_s": fit_s, "method": spec.method, "seed": spec.seed})
     return method, {"reused_checkpoint": None, "fit_s": fit_s}
+
+
+def variant_of_fit(spec: JobSpec, card, inputs: JobInputs):
+    """A variant (card `fit_of: BASE`) is BASE's trained model with other post-fit settings (e.g. the
+    operating threshold's rule): BASE's fit of this seed is reused from the cache, or trained and cached
+    for BASE's own job, so the two rows of a board differ only in what the variant changes."""
+    from ..registry import get_card
+
+    base = get_card(card.fit_of)
+    base_settings, settings = base.settings(spec.profile), card.settings(spec.profile)
+    allowed = set(base.load_class().post_fit_settings)
+    changed = sorted(key for key in set(base_settings) | set(settings) if base_settings.get(key) != settings.get(key))
+    if base.import_path != card.import_path or set(changed) - allowed:
+        raise BenchboxError(
+            f"{card.name} ({card.source}) is a variant of {base.name} but changes {sorted(set(changed) - allowed) or 'its class'}; "
+            f"a variant shares its base's trained model, so it may change only {sorted(allowed) or 'nothing'}")
+    base_spec = replace(spec, method=base.name, settings=base_settings, input_size=base.input_size(spec.profile))
+    method, info = fit_or_load(base_spec, base, inputs)
+    method.name, method.settings = card.name, settings
+    return method, info
 
 
 def predictions_frame(method, inputs: JobInputs, size: int) -> pd.DataFrame:
@@ -185,6 +207,14 @@ def isic_submission(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def unscored_ids(manifest: pd.DataFrame) -> frozenset[str]:
+    """Test images the dataset's official scoring leaves out of every metric (isic2018: ISIC_0035068),
+    though they stay in the data and in the ISIC submission; empty for every other dataset."""
+    if "scored" not in manifest:
+        return frozenset()
+    return frozenset(manifest.loc[~manifest["scored"].astype(bool), "image_id"])
+
+
 def score(method: str, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, method_threshold) -> tuple[dict, dict]:
     """Classification metrics on test (operating point from val only) and the confusion matrix."""
     from ..metrics.classification import confusion_matrix
@@ -193,6 +223,7 @@ def score(method: str, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, m
 
     config = load_config()
     val, test = frame[frame["split"] == "val"], frame[frame["split"] == "test"]
+    test = test[~test["image_id"].isin(unscored_ids(manifest))]
     threshold = method_threshold
     if threshold is None:
         threshold = youden_threshold(_malignant(val), val["p_malignant"].to_numpy())

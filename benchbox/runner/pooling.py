@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.seeds import ONE_SEED_NOTE, SEED_AWARE
-from .job import JobSpec, probabilities
+from .job import JobSpec, probabilities, unscored_ids
 from .store import DONE_FILE, read_json, read_record, write_json
 
 INTERVAL_SEED_AWARE = (
@@ -58,9 +58,11 @@ def scored_entries(run_dir: Path, record: dict) -> list[FinishedEntry]:
     return entries
 
 
-def test_predictions(folder: Path) -> pd.DataFrame:
+def test_predictions(folder: Path, left_out: frozenset[str] = frozenset()) -> pd.DataFrame:
+    """A job's scored test rows by image id: without the images official scoring leaves out (job.unscored_ids)."""
     frame = pd.read_csv(folder / "predictions.csv", dtype={"image_id": str, "lesion_id": str})
-    return frame[frame["split"] == "test"].sort_values("image_id").reset_index(drop=True)
+    frame = frame[(frame["split"] == "test") & ~frame["image_id"].isin(left_out)]
+    return frame.sort_values("image_id").reset_index(drop=True)
 
 
 def pool_method(run_dir: Path, method: str, task: str, seeds: list[int], manifest: pd.DataFrame) -> dict:
@@ -73,7 +75,7 @@ def pool_method(run_dir: Path, method: str, task: str, seeds: list[int], manifes
     config = load_config()
     folders = [run_dir / method / f"seed{seed}" for seed in seeds]
     per_seed = [read_json(folder / "metrics.json") for folder in folders]
-    frames = [test_predictions(folder) for folder in folders]
+    frames = [test_predictions(folder, unscored_ids(manifest)) for folder in folders]
     reference = frames[0]
     for seed, frame in zip(seeds, frames):
         if not frame["image_id"].equals(reference["image_id"]):

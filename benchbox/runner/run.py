@@ -19,11 +19,11 @@ from ..labels import CLASSES, MALIGNANT_INDICES
 from ..methods.base import PROFILES
 from ..metrics.config import DEFAULT_SUITES
 from ..paths import cache_dir, portable_path
-from .config import FAITHFULNESS, RunConfig
-from .job import JobInputs, JobSpec, probabilities, run_job
+from .config import EXECUTION, FAITHFULNESS, RunConfig
+from .job import JobInputs, JobSpec, probabilities, run_job, unscored_ids
 from .pooling import finished_seeds, pool_method, scored_entries, test_predictions
 from .provenance import code_version, hardware, library_versions, source_hash
-from .store import RunLock, file_sha256, read_json, write_json
+from .store import RunLock, file_sha256, read_json, write_card_copies, write_json
 
 log = logging.getLogger("benchbox.run")
 
@@ -98,7 +98,8 @@ def validate(config: RunConfig, progress: bool = True) -> dict:
     loaded = load_split(split_path, dataset.manifest, dataset.hash, dataset_restricted=config.only_present)
     from ..training.runtime import resolve_device
 
-    device = resolve_device(config.device)
+    # a Ray job resolves the device on its node (the driver may have no GPU)
+    device = resolve_device(config.device) if config.executor == "local" else config.device
     pretrained = _check_pretrained(config, selected)
     return {"cards": selected, "dataset": dataset, "split": loaded, "split_path": split_path,
             "device": device, "pretrained": pretrained}
@@ -116,9 +117,9 @@ def _check_pretrained(config: RunConfig, cards: dict) -> dict[str, bool]:
     return decided
 
 
-def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -> list[dict]:
+def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], manifest: pd.DataFrame) -> list[dict]:
     """Holm-corrected paired comparisons of every pair of finished methods on each board's primary
-    metric, over all their finished seeds (seed-aware when a method has several)."""
+    metric, over all their finished seeds (seed-aware when a method has several), on the scored test images."""
     from ..metrics.config import load_config
     from ..metrics.paired import MethodOutput, compare_all_seeds
 
@@ -128,7 +129,7 @@ def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str]) -
         seeds = finished_seeds(run_dir, jobs, method)
         for seed in seeds:
             folder = run_dir / method / f"seed{seed}"
-            frame = test_predictions(folder)
+            frame = test_predictions(folder, unscored_ids(manifest))
             reference = frame if reference is None else reference
             threshold = read_json(folder / "metrics.json").get("threshold")
             _, proba = probabilities(frame, tasks[method])
@@ -169,7 +170,7 @@ def pool_seeds(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], manife
 # Fields of RunConfig that may differ between runs into one folder: more methods or seeds add jobs,
 # the folder and device do not change what is computed. data, split, explain_n and pretrained are
 # compared by what they resolve to (dataset and split hashes, evaluation settings, each method's weights).
-ADDABLE = ("methods", "seeds", "out", "device")
+ADDABLE = ("methods", "seeds", "out", "device", *EXECUTION)
 RESOLVED = ("data", "split", "explain_n", "pretrained")
 
 
@@ -241,6 +242,10 @@ def _sealed_run_files(run_dir: Path, methods: list[str]) -> dict[str, str]:
 def execute(config: RunConfig, progress: bool = True) -> int:
     """Run a configuration; returns the exit code (1 when any job failed)."""
     started = time.perf_counter()
+    if config.executor == "ray":
+        from .ray_executor import preflight
+
+        preflight(config.ray_address)  # before any data is loaded: Ray missing, no cluster at the address
     checked = validate(config, progress)
     dataset, loaded = checked["dataset"], checked["split"]
     evaluation = config.evaluation()
@@ -285,6 +290,7 @@ def _run_jobs(run_dir: Path, record: dict, config: RunConfig, checked: dict, spl
     dataset, loaded = checked["dataset"], checked["split"]
     run_json = run_dir / "run.json"
     write_json(run_json, record)
+    write_card_copies(run_dir, checked["cards"])
     specs = []
     for name, card in checked["cards"].items():
         for seed in config.seeds:
@@ -295,17 +301,26 @@ def _run_jobs(run_dir: Path, record: dict, config: RunConfig, checked: dict, spl
                 options={**record["evaluation"], "faithfulness": config.faithfulness,
                          "weights_dir": config.weights_dir, "metric_suites": record["metric_suites_sha256"]},
             ))
-    for index, spec in enumerate(specs, 1):
-        print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
-        inputs = JobInputs(dataset, split_table, run_dir / spec.method / f"seed{spec.seed}",
-                           checked["device"], progress)
-        result = run_job(spec, checked["cards"][spec.method], inputs)
-        for note in result.get("repaired", []):
-            print(f"[{index}/{len(specs)}] {note}", flush=True)
+    def finished(spec: JobSpec, result: dict, where: dict) -> None:
+        """Record a job as it ends, whichever executor ran it (`where`: the Ray node, attempts)."""
         record["jobs"][spec.name] = {"status": result["status"], "error": result["error"],
-                                     "timings": result.get("timings", {})}
+                                     "timings": result.get("timings", {}), **({"ray": where} if where else {})}
         write_json(run_json, record)
-        print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
+
+    if config.executor == "ray":
+        from .ray_executor import run_on_ray
+
+        run_on_ray(specs, checked["cards"], dataset, split_table, run_dir, config, progress, finished)
+    else:
+        for index, spec in enumerate(specs, 1):
+            print(f"[{index}/{len(specs)}] {spec.name}: running", flush=True)
+            inputs = JobInputs(dataset, split_table, run_dir / spec.method / f"seed{spec.seed}",
+                               checked["device"], progress)
+            result = run_job(spec, checked["cards"][spec.method], inputs)
+            for note in result.get("repaired", []):
+                print(f"[{index}/{len(specs)}] {note}", flush=True)
+            finished(spec, result, {})
+            print(f"[{index}/{len(specs)}] {spec.name}: {_status_line(result)}", flush=True)
     tasks = {name: card.task for name, card in checked["cards"].items()}
     outside = scored_entries(run_dir, record)
     tasks.update({entry.method: record["scored"][entry.method]["task"] for entry in outside})
@@ -315,7 +330,7 @@ def _run_jobs(run_dir: Path, record: dict, config: RunConfig, checked: dict, spl
     start = time.perf_counter()
     try:
         compared = specs + [entry for entry in outside if not record["scored"][entry.method].get("subset")]
-        write_json(run_dir / "comparisons.json", compare_methods(run_dir, compared, tasks))
+        write_json(run_dir / "comparisons.json", compare_methods(run_dir, compared, tasks, dataset.manifest))
     except Exception as error:  # comparisons are a summary: record, do not lose the run
         (run_dir / "comparisons.json").unlink(missing_ok=True)  # an earlier run's would not match these jobs
         log.error("pairwise comparisons failed: %s", error)

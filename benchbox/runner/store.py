@@ -50,6 +50,18 @@ def write_json(path: Path, data) -> None:
     atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
+CARDS_FOLDER = "cards"  # <run>/cards/<method>.yaml: the resolved card of each method the run ran
+
+
+def write_card_copies(run_dir: Path, cards: Mapping) -> None:
+    """Keep the card each method ran with, so the run's claims tables never follow a later edit."""
+    import yaml
+
+    for name, card in cards.items():
+        text = yaml.safe_dump(_plain(card.resolved()), sort_keys=False, allow_unicode=True, width=100)
+        atomic_write(Path(run_dir) / CARDS_FOLDER / f"{name}.yaml", lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
+
+
 def read_json(path: Path):
     return json.loads(Path(path).read_text())
 

@@ -139,7 +139,7 @@ def refresh_run_files(run_dir: Path, record: dict, manifest, progress: bool) -> 
             pool_method(run_dir, name, tasks[name], [SEED], manifest)
     subsets = {name for name, info in record.get("scored", {}).items() if info.get("subset")}
     compared = [e for e in entries if e.method not in subsets]  # paired tests need the same test images
-    write_json(run_dir / "comparisons.json", compare_methods(run_dir, compared, tasks))
+    write_json(run_dir / "comparisons.json", compare_methods(run_dir, compared, tasks, manifest))
     record["files"] = _sealed_run_files(run_dir, list(tasks))
     write_json(run_dir / "run.json", record)
     render_report(run_dir, show_progress=progress)

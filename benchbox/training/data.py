@@ -1,7 +1,7 @@
 """From an ImageSet to training batches: uint8 images stay uint8 until the batch is on its device.
 
 Items are augmented one at a time on uint8 tensors (flips, 90-degree rotations, a small colour
-jitter) and normalised per batch, on the device, with the ImageNet statistics every backbone
+jitter, optionally random erasing) and normalised per batch, on the device, with the ImageNet statistics every backbone
 here was designed for (also when it is trained from scratch, so one input convention holds).
 """
 
@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, SubsetRandomSampler, get_worker_info
+from torchvision.transforms import RandomErasing
 from torchvision.transforms.v2 import functional as TF
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -62,12 +63,16 @@ class Augmentation:
     flips: bool = True
     rot90: bool = True
     colour_jitter: float = 0.1
+    # probability of erasing one rectangle (torchvision RandomErasing's scale and ratio), filled with the
+    # ImageNet mean colour, i.e. 0 after normalisation as in the usual Normalize -> RandomErasing pipeline
+    random_erasing: float = 0.0
 
-    def draw(self, height: int, width: int) -> tuple[bool, bool, int | None, list[float] | None]:
-        """One item's random choices (horizontal flip, vertical flip, quarter turns, jitter factors).
+    def draw(self, height: int, width: int) -> tuple[bool, bool, int | None, list[float] | None, tuple[int, ...] | None]:
+        """One item's random choices (horizontal flip, vertical flip, quarter turns, jitter factors,
+        erased rectangle top, left, height, width).
 
-        All of an item's draws happen here, in a fixed order and number, so a resumed data-loader
-        worker can replay the draws of the items it made before the interruption.
+        All of an item's draws happen here, in a fixed order, from torch's generator alone, so a resumed
+        data-loader worker can replay the draws of the items it made before the interruption.
         """
         hflip = bool(self.flips and torch.rand(()) < 0.5)
         vflip = bool(self.flips and torch.rand(()) < 0.5)
@@ -75,10 +80,15 @@ class Augmentation:
         jitter = None
         if self.colour_jitter > 0:
             jitter = torch.empty(3).uniform_(1 - self.colour_jitter, 1 + self.colour_jitter).tolist()
-        return hflip, vflip, turns, jitter
+        erase = None
+        if self.random_erasing > 0 and torch.rand(()) < self.random_erasing:
+            top, left, tall, wide, _ = RandomErasing.get_params(
+                torch.empty(3, height, width), scale=(0.02, 0.33), ratio=(0.3, 3.3), value=[0])
+            erase = None if (tall, wide) == (height, width) else (top, left, tall, wide)  # no fit in 10 tries
+        return hflip, vflip, turns, jitter, erase
 
     def __call__(self, image: torch.Tensor, mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        hflip, vflip, turns, jitter = self.draw(image.shape[-2], image.shape[-1])
+        hflip, vflip, turns, jitter, erase = self.draw(image.shape[-2], image.shape[-1])
         if hflip:
             image, mask = image.flip(-1), None if mask is None else mask.flip(-1)
         if vflip:
@@ -88,14 +98,20 @@ class Augmentation:
         if jitter is not None:
             brightness, contrast, saturation = jitter
             image = TF.adjust_saturation(TF.adjust_contrast(TF.adjust_brightness(image, brightness), contrast), saturation)
+        if erase is not None:  # the image only: the lesion is still there, just hidden (as under a marker)
+            top, left, tall, wide = erase
+            image = image.clone()
+            image[:, top:top + tall, left:left + wide] = torch.tensor(
+                [round(255 * m) for m in IMAGENET_MEAN], dtype=image.dtype).view(3, 1, 1)
         return image, mask
 
 
 def augmentation_from_settings(settings: dict) -> Augmentation | None:
-    """The card's `augment` switch and `colour_jitter` level (None: no augmentation)."""
+    """The card's `augment` switch, `colour_jitter` level and `random_erasing` probability (None: no augmentation)."""
     if not settings.get("augment", True):
         return None
-    return Augmentation(colour_jitter=float(settings.get("colour_jitter", 0.1)))
+    return Augmentation(colour_jitter=float(settings.get("colour_jitter", 0.1)),
+                        random_erasing=float(settings.get("random_erasing", 0.0)))
 
 
 class ImageSetDataset(Dataset):

@@ -1,7 +1,7 @@
 """Card settings -> training objects, so every method reads the same keys the same way.
 
 Keys read here (all optional unless said): `batch_size` (required), `augment` (default true),
-`colour_jitter` (0.1), `oversample` ({kind: none|duplicate|synthetic, fraction: 0-1,
+`colour_jitter` (0.1), `random_erasing` (0: off), `oversample` ({kind: none|duplicate|synthetic, fraction: 0-1,
 neighbours: 5}), `num_workers` (0), and per stage `epochs` (required), `patience`,
 `scheduler`, `plateau_factor`, `plateau_patience`, `min_lr`, `min_delta`.
 """

@@ -1,4 +1,4 @@
-"""xception, inception_v3, efficientnet_b0: loss weights, smoke fits, explainers, checkpoints, pretrained loading, aux head."""
+"""xception, inception_v3, efficientnet_b0 (+ efficientnet_b0_128): the paper's sizes and procedure, loss weights, smoke fits, explainers, checkpoints, pretrained loading, aux head."""
 
 from __future__ import annotations
 
@@ -152,3 +152,54 @@ def test_inception_refuses_input_sizes_it_cannot_run_before_training(make_image_
     context.settings.update(aux_logits=False, input_size=64)
     with pytest.raises(BenchboxError, match="below InceptionV3's minimum of 75 px"):
         card.create().validate(context)
+
+
+# --- the paper's models and procedure (binary_cnn_xai.txt) -----------------------------------------
+
+PAPER_MODELS = {"xception": 299, "inception_v3": 299, "efficientnet_b0": 224, "efficientnet_b0_128": 128}  # Sec. 9.3
+
+
+def test_paper_input_sizes_are_the_papers_and_the_128_px_model_is_efficientnet_b0():
+    assert {name: get_card(name).input_size("paper") for name in PAPER_MODELS} == PAPER_MODELS
+    small, large = get_card("efficientnet_b0_128"), get_card("efficientnet_b0")
+    assert small.load_class() is large.load_class()  # the same network and procedure, another input size
+    assert {k: v for k, v in small.settings("paper").items() if k != "input_size"} == \
+        {k: v for k, v in large.settings("paper").items() if k != "input_size"}  # fmt: skip
+    assert parameter_counts(small) == (pytest.approx(4.01011), "at 128 px")
+    method = small.create()
+    method.build(small.settings("paper"))
+    assert method.cam_target_layers(method.nets[0])[0] is method.nets[0].features[-1]
+    with torch.no_grad():
+        features = method.nets[0].features(torch.zeros(1, 3, 128, 128))
+    assert features.shape == (1, 1280, 4, 4)  # Grad-CAM's grid at the paper's 128 px
+
+
+@pytest.mark.parametrize("name", PAPER_MODELS)
+def test_paper_profile_is_adam_and_weighted_cross_entropy_stopped_on_validation_accuracy(name, make_image_set, monkeypatch):
+    """Sec. 2.7.3: "Adam optimizer with cross-entropy loss"; early stopping on a monitored metric (accuracy, the first listed)."""
+    card = get_card(name)
+    size = 107 if name == "inception_v3" else 48
+    seen = {}
+    monkeypatch.setattr(module, "train_stage", lambda network, optimizer, batches, batch_loss, validate, stage, *a, **k: seen.update(
+        network=network, optimizer=optimizer, batches=batches, batch_loss=batch_loss, validate=validate, stage=stage))
+    context = card.context("paper", pretrained=False, progress=False)
+    context.settings.update(input_size=size, num_workers=0, aux_logits=False)
+    train, val = make_image_set(20, size=size, seed=0), make_image_set(10, size=size, seed=1)
+    card.create().fit(train, val, context)
+    optimizer, stage = seen["optimizer"], seen["stage"]
+    assert type(optimizer) is torch.optim.Adam and optimizer.param_groups[0]["lr"] == 1e-4 and optimizer.param_groups[0]["weight_decay"] == 0
+    assert (stage.epochs, stage.patience, stage.scheduler) == (30, 5, "none")
+    assert card.settings("paper")["oversample"] == {"kind": "duplicate", "fraction": 0.5}
+    network = seen["network"].eval()
+    with torch.no_grad():
+        predicted = network(model_inputs(val.images, "cpu")).argmax(1).numpy()
+    assert seen["validate"](network) == pytest.approx(float((predicted == val.malignant).mean()))
+    # the loss: cross-entropy weighted by the balanced weights of one oversampled epoch
+    batch = batch_to_device(next(iter(seen["batches"])), "cpu")
+    torch.manual_seed(0)
+    got = seen["batch_loss"](network, batch).item()
+    weights = torch.tensor(epoch_class_weights(train.malignant, card.settings("paper")), dtype=torch.float32)
+    torch.manual_seed(0)
+    logits = network(batch["inputs"])
+    manual = -(weights[batch["target"]] * torch.log_softmax(logits, 1).gather(1, batch["target"][:, None])[:, 0]).sum() / weights[batch["target"]].sum()
+    assert got == pytest.approx(manual.item(), rel=1e-5)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+import pytest
+
 from benchbox.methods import commands
-from benchbox.registry import method_cards
+from benchbox.registry import get_card, method_cards
 
 
 def _parse(argv):
@@ -28,8 +30,9 @@ def test_ls_lists_every_method_with_sizes_explainers_paper_and_claims(capsys):
         assert rows[name][2] == f"{card.input_size('smoke')}/{card.input_size('quick')}/{card.input_size('paper')}"
         assert rows[name][-1] == ("yes" if card.needs_masks else "no")
     assert "claims: accuracy=0.788, f1_weighted=0.79, params_m=11.5, latency.ms_p50=4.3" in out
-    assert "claims: accuracy=0.926, auc_macro=0.985" in out
-    assert "paper: Imran et al., Deep-Lesion Scan" in out
+    assert "claims: accuracy=0.932, f1_weighted=0.93, f1_macro=0.77, auc_macro=0.979, auc_weighted=0.977," in out
+    assert "paper: D. Imran, N. Alhusaini, S. Alwahas. Deep-Lesion Scan: A Soft Attention-Enhanced ResNet Model" in out
+    assert "run it with --methods dual_task_unet_r34" in out and "run it with --methods efficientnet_b0_128" in out
 
 
 def test_ls_params_prints_counts_beside_claims(capsys, monkeypatch):
@@ -37,7 +40,16 @@ def test_ls_params_prints_counts_beside_claims(capsys, monkeypatch):
     assert args.params
     args.func(args)
     out = capsys.readouterr().out
-    msfa = next(line for line in out.splitlines() if line.startswith("msfa ") and "M" in line)
-    assert msfa.split()[1:4] == ["11.97M", "11.5M", "at"]
+    rows = {line.split()[0]: line.split() for line in out.splitlines() if "px" in line and line.split()[1].endswith("M")}
+    for name in method_cards():  # the count beside the paper's figure, and the relative difference of the two
+        card, row = get_card(name), rows[name]
+        claim = card.claims.get("params_m")
+        claimed = claim.get("value") if isinstance(claim, dict) else claim
+        if claimed is None:
+            assert row[2:4] == ["not", "given"]
+            continue
+        count = float(row[1].removesuffix("M"))
+        assert row[2] == f"{claimed}M" and float(row[3].removesuffix("%")) == pytest.approx(100 * (count - claimed) / claimed, abs=0.06)
+        assert abs(count - claimed) / claimed <= 0.05 or len(row) > 7  # a larger difference comes with the card's reason
     resnet = next(line for line in out.splitlines() if line.startswith("resnet50 ") and "M " in line)
     assert resnet.split()[1] == "24.03M"

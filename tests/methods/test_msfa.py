@@ -10,7 +10,7 @@ import torchvision
 import benchbox.methods.msfa as msfa_module
 from benchbox.errors import BenchboxError
 from benchbox.methods.commands import parameter_counts
-from benchbox.methods.msfa import MultiScaleAggregation
+from benchbox.methods.msfa import MultiScaleAggregation, same_average_pool
 from benchbox.registry import get_card
 
 
@@ -23,28 +23,60 @@ def fitted(tiny_sets):
     return method
 
 
-def test_each_branch_is_an_adaptive_average_pool_upsampled_to_the_map():
-    block = MultiScaleAggregation(channels=2, bins=(1, 2, 4)).eval()
-    with torch.no_grad():  # fusion = pick one branch, BatchNorm and ReLU = identity on positive input
-        block.fuse[0].weight.zero_()
-        block.fuse[0].weight[:, 0:2, 0, 0] = torch.eye(2)  # branch 0: the 1-bin (global) pool
-    features = torch.rand(1, 2, 7, 7) + 1
-    out = block(features)
-    expected = features.mean(dim=(2, 3), keepdim=True).expand(-1, -1, 7, 7)
-    torch.testing.assert_close(out, expected, rtol=1e-4, atol=1e-4)
+def window_means(features: np.ndarray, kernel: int) -> np.ndarray:
+    """Independent stride-1 'same' average pool: each cell averages the real cells of its k x k window."""
+    before, after = (kernel - 1) // 2, kernel // 2
+    height, width = features.shape
+    out = np.empty_like(features)
+    for i in range(height):
+        for j in range(width):
+            out[i, j] = features[max(0, i - before) : i + after + 1, max(0, j - before) : j + after + 1].mean()
+    return out
+
+
+def test_pooling_windows_are_the_papers_kernels_4_8_16_in_every_profile():
+    card = get_card("msfa")
+    for profile in ("smoke", "quick", "paper"):
+        network = card.create().build_network(card.settings(profile))
+        assert network.msfa.kernels == (4, 8, 16)  # Fig. 2: AvgPool k in {4, 8, 16}
+    features = torch.arange(49, dtype=torch.float64).view(1, 1, 7, 7)  # layer4 at 224 px
+    for kernel in (4, 8, 16):
+        torch.testing.assert_close(same_average_pool(features, kernel)[0, 0].numpy(), window_means(features[0, 0].numpy(), kernel))
+    assert same_average_pool(features, 4)[0, 0, 0, 0].item() == pytest.approx(np.mean([0, 1, 2, 7, 8, 9, 14, 15, 16]))
+    assert torch.all(same_average_pool(features, 16) == 24.0)  # k = 16 on 7 x 7: the global mean everywhere
+    k8 = same_average_pool(features, 8)[0, 0]
+    assert k8[3, 3].item() == 24.0 and k8[0, 0].item() != 24.0  # k = 8: whole map at the centre, less at the border
+    small = torch.rand(1, 3, 2, 2, dtype=torch.float64)  # the smoke/quick layer4: every window covers it
+    for kernel in (4, 8, 16):
+        torch.testing.assert_close(same_average_pool(small, kernel), small.mean(dim=(2, 3), keepdim=True).expand_as(small))
+
+
+def test_block_is_one_linear_1x1_map_of_the_concatenated_pools():
+    block = MultiScaleAggregation(channels=2, kernels=(4, 8, 16), bottleneck=3).double().eval()
     with torch.no_grad():
-        block.fuse[0].weight.zero_()
-        block.fuse[0].weight[:, 4:6, 0, 0] = torch.eye(2)  # branch 2: 4 bins, capped at a 2x2 map's size
-    small = torch.rand(1, 2, 2, 2) + 1
-    torch.testing.assert_close(block(small), small, rtol=1e-4, atol=1e-4)
+        block.fuse[0].weight.normal_()
+        block.fuse[1].weight.normal_()
+    features = torch.rand(1, 2, 7, 7, dtype=torch.float64)
+    pooled = torch.cat([same_average_pool(features, k) for k in (4, 8, 16)], dim=1)  # 6 channels
+    weight = (block.fuse[1].weight[:, :, 0, 0] @ block.fuse[0].weight[:, :, 0, 0])  # W of Eq. (1): 2 x 6
+    bn = block.fuse[2]
+    linear = torch.einsum("oc,nchw->nohw", weight, pooled)
+    expected = torch.relu((linear - bn.running_mean[None, :, None, None]) / torch.sqrt(bn.running_var + bn.eps)[None, :, None, None])
+    torch.testing.assert_close(block(features), expected)
+    with pytest.raises(ValueError, match="pool_kernels"):
+        MultiScaleAggregation(channels=2, kernels=(4, 0))
 
 
-def test_parameter_count_at_paper_size_is_resnet18_plus_the_msfa_block():
+def test_parameter_counts_at_paper_size_match_the_papers_figures():
     trunk = sum(p.numel() for name, p in torchvision.models.resnet18(weights=None).named_parameters() if not name.startswith("fc."))
-    expected = trunk + 1536 * 512 + 2 * 512 + 512 * 7 + 7  # 1x1 fusion conv, its BatchNorm, the head
-    millions, note = parameter_counts(get_card("msfa"))
-    assert millions == pytest.approx(expected / 1e6) and note == "at 224 px"
-    assert 11.9 < millions < 12.0
+    card = get_card("msfa")
+    block = card.create().build_network(card.settings("paper")).msfa
+    added = sum(p.numel() for p in block.parameters())
+    assert added == 1536 * 128 + 128 * 512 + 2 * 512 < 300_000  # Fig. 2: "Total added parameters: < 0.3 M"
+    millions, note = parameter_counts(card)
+    assert millions == pytest.approx((trunk + added + 512 * 7 + 7) / 1e6) and note == "at 224 px"
+    claimed = card.claims["params_m"]["value"]
+    assert claimed == 11.5 and abs(millions - claimed) / claimed < 0.05  # Abstract, Table IV: ~11.5 M
 
 
 @pytest.mark.slow

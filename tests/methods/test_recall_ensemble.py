@@ -11,7 +11,9 @@ from sklearn.metrics import f1_score, recall_score
 
 import benchbox.methods.recall_ensemble as module
 from benchbox.data.arrays import ImageSet
+from benchbox.errors import BenchboxError
 from benchbox.methods.commands import parameter_counts
+from benchbox.methods.recall_ensemble import recalibrated_threshold
 from benchbox.metrics.binary import recall_constrained_threshold
 from benchbox.registry import get_card
 
@@ -112,15 +114,35 @@ def test_threshold_rule_on_a_hand_made_validation_set():
     method.predict_proba = lambda images: np.stack([1 - score, score], axis=1)
     method.choose_thresholds(val)
     assert method.operating_threshold() == pytest.approx(0.22)
+    # at t* = 0.22 the light group's malignant scores all pass (recall 1) and the dark group's 0.15 fails (3/4)
     assert method.skin_tone_thresholds() == {
-        "light": {"images": 10, "malignant": 4, "threshold": pytest.approx(0.46)},
-        "dark": {"images": 10, "malignant": 4, "threshold": pytest.approx(0.12)},
+        "light": {"images": 10, "malignant": 4, "threshold": pytest.approx(0.46), "recall_at_default": 1.0},
+        "dark": {"images": 10, "malignant": 4, "threshold": pytest.approx(0.12), "recall_at_default": 0.75},
     }
+    # the fairness calibration: the dark group (lowest recall at t*) sets one threshold for every image
+    method.settings = {**method.settings, "operating_rule": "skin_tone_recalibrated"}
+    assert method.operating_threshold() == pytest.approx(0.12)
+    method.settings = {**method.settings, "operating_rule": "recall_constrained"}
     only_benign_dark = ImageSet(val.image_ids, val.images, np.where(np.arange(20) < 10, labels, 5), val.groups)
     method.choose_thresholds(only_benign_dark)
     dark = method.skin_tone_thresholds()["dark"]
     assert dark["threshold"] is None and dark["malignant"] == 0 and "lack" in dark["reason"]
     assert method.operating_threshold() == recall_constrained_threshold(only_benign_dark.malignant, score, 0.75)
+    method.settings = {**method.settings, "operating_rule": "skin_tone_recalibrated"}  # only light has a threshold
+    assert method.operating_threshold() == pytest.approx(min(method.threshold, method.skin_tone_thresholds()["light"]["threshold"]))
+    method.settings = {**method.settings, "operating_rule": "lowest"}
+    with pytest.raises(BenchboxError, match="operating_rule 'lowest'"):
+        method.operating_threshold()
+
+
+def test_recalibrated_threshold_only_lowers_the_default_and_falls_back_without_groups():
+    groups = {"light": {"threshold": 0.5, "recall_at_default": 0.9}, "dark": {"threshold": 0.3, "recall_at_default": 0.6}}
+    assert recalibrated_threshold(0.46, groups) == 0.3
+    groups["dark"]["threshold"] = 0.6  # the worst group's own rule would raise the threshold: recall must not fall
+    assert recalibrated_threshold(0.46, groups) == 0.46
+    groups["light"]["recall_at_default"] = 0.5  # now light is the worse-served group
+    assert recalibrated_threshold(0.46, groups) == 0.46 and recalibrated_threshold(0.55, groups) == 0.5
+    assert recalibrated_threshold(0.46, {"light": {"threshold": None}, "dark": {"threshold": None}}) == 0.46
 
 
 @pytest.mark.slow
@@ -178,5 +200,5 @@ def test_pretrained_members_load_imagenet_weights_and_train_the_backbone_slower(
 def test_parameter_count_at_paper_size_is_three_resnet50s_with_two_class_heads():
     trunk = sum(p.numel() for name, p in torchvision.models.resnet50(weights=None).named_parameters() if not name.startswith("fc."))
     millions, note = parameter_counts(get_card("recall_ensemble"))
-    assert millions == pytest.approx(3 * (trunk + 2048 * 2 + 2) / 1e6) and note == "at 224 px"
+    assert millions == pytest.approx(3 * (trunk + 2048 * 2 + 2) / 1e6) and note == "at 299 px"
     assert 70.5 < millions < 70.6

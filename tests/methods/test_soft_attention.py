@@ -125,3 +125,95 @@ def test_from_scratch_both_phases_train_every_layer(fitted):
     for name in ("soft_attention", "resnet50"):
         every = {n for n, _ in methods[name].nets[0].named_parameters()}
         assert stages[name] == [every, every]
+
+
+HAM_TRAIN_70 = {"akiec": 229, "bcc": 360, "bkl": 769, "df": 80, "mel": 779, "nv": 4693, "vasc": 99}  # 70 % of Table 4.1
+
+
+@pytest.mark.parametrize("name", ["soft_attention", "resnet50"])
+def test_paper_profile_resolves_to_the_papers_recipe(name):
+    settings = get_card(name).settings("paper")
+    phase1, phase2 = settings["phase1"], settings["phase2"]
+    assert settings["input_size"] == 224 and settings["pretrained"] is True  # Secs. 3.3, 4.1
+    assert phase1["lr"] == 1e-4  # "initial learning rate of 1e-4"
+    assert phase2["lr"] < phase1["lr"]  # "a lower learning rate"
+    assert phase1["epochs"] + phase2["epochs"] == 70  # "up to 70 epochs"
+    assert settings["val_metric"] == "neg_log_loss"  # ReduceLROnPlateau and EarlyStopping "track validation loss"
+    assert phase1["scheduler"] == phase2["scheduler"] == "plateau"
+    assert phase2["unfreeze_fraction"] == 0.4  # "The last 40% of the ResNet50 layers"
+    assert settings["label_smoothing"] == 0.1 and settings["minority_augment"] == {"per_class": 2000}
+
+
+def test_minority_augmentation_reaches_2000_per_class_on_hams_training_histogram():
+    from benchbox.labels import CLASSES
+
+    counts = np.array([HAM_TRAIN_70[c] for c in CLASSES])
+    targets = np.random.default_rng(0).permutation(np.repeat(np.arange(7), counts))
+    indices = module.minority_augmentation_indices(targets, 7, 2000, np.random.default_rng(1))
+    per_class = np.bincount(targets[indices], minlength=7)
+    expected = np.maximum(counts, 2000)  # nv keeps its 4,693 (no undersampling); every other class 2,000
+    np.testing.assert_array_equal(per_class, expected)
+    assert per_class.sum() == 4693 + 6 * 2000
+    uses = np.bincount(indices, minlength=len(targets))
+    assert uses.min() >= 1  # every training image at least once
+    for c in range(7):  # repeats spread evenly over a class's images: df's 80 images 25 times each
+        in_class = uses[targets == c]
+        assert in_class.max() - in_class.min() <= 1
+    assert (uses[targets == CLASSES.index("df")] == 25).all()
+    with pytest.raises(ValueError, match="positive image count"):
+        module.minority_augmentation_indices(targets, 7, 0, np.random.default_rng(1))
+
+
+def test_paper_batches_draw_the_topped_up_indices(tiny_sets):
+    train, _, _ = tiny_sets  # 40 images, classes 0..6 in turn: 6 or 5 each
+    card = get_card("soft_attention")
+    method = card.create()
+    method.settings = dict(card.settings("smoke"), minority_augment={"per_class": 9})
+    loader = method._batches(train, seed=0)
+    drawn = np.array(list(loader.sampler))
+    assert len(drawn) == 7 * 9 and np.bincount(train.labels[drawn], minlength=7).tolist() == [9] * 7
+    method.settings["oversample"] = {"kind": "duplicate", "fraction": 1.0}
+    with pytest.raises(ValueError, match="soft_attention: set either minority_augment / affine_augment or oversample"):
+        method._batches(train, seed=0)
+
+
+def test_affine_augmentation_rotates_image_and_mask_alike_and_replays_its_draws(monkeypatch):
+    from benchbox.training.data import Augmentation
+
+    base = Augmentation(flips=False, rot90=False, colour_jitter=0.0)
+    augment = module.AffineAugmentation(base, degrees=45, zoom=0.1, shear=10)
+    image = torch.zeros(3, 9, 9, dtype=torch.uint8)
+    image[:, 1, 4] = 255  # a bright pixel three rows above the centre
+    mask = torch.zeros(9, 9, dtype=torch.bool)
+    mask[1, 4] = True
+    monkeypatch.setattr(augment, "_affine_draw", lambda: (-90.0, 1.0, 0.0))  # a planted quarter turn
+    turned, turned_mask = augment(image, mask)
+    torch.testing.assert_close(turned, image.rot90(1, (-2, -1)))  # torch's counter-clockwise quarter turn
+    assert turned_mask.nonzero().tolist() == [[4, 1]] and turned_mask.dtype == torch.bool
+    monkeypatch.undo()
+    torch.manual_seed(3)
+    draws = [augment._affine_draw() for _ in range(200)]
+    angles, scales, shears = np.array(draws).T
+    assert np.abs(angles).max() <= 45 and np.abs(angles).max() > 40
+    assert 0.9 <= scales.min() and scales.max() <= 1.1 and np.abs(shears).max() <= 10
+    torch.manual_seed(4)
+    augment(image, mask)
+    after_call = torch.get_rng_state()
+    torch.manual_seed(4)
+    augment.draw(9, 9)
+    assert torch.equal(torch.get_rng_state(), after_call)  # a resumed worker replays exactly the call's draws
+    with pytest.raises(ValueError, match="affine_augment"):
+        module.AffineAugmentation(base, degrees=10, zoom=1.5, shear=0)
+
+
+def test_paper_profile_batches_use_the_affine_augmentation(tiny_sets):
+    train, _, _ = tiny_sets
+    card = get_card("soft_attention")
+    method = card.create()
+    method.settings = dict(card.settings("paper"), num_workers=0)  # the paper's 4 workers are a GPU machine's
+    loader = method._batches(train, seed=0)
+    assert isinstance(loader.dataset.augmentation, module.AffineAugmentation)
+    assert (loader.dataset.augmentation.degrees, loader.dataset.augmentation.zoom, loader.dataset.augmentation.shear) == (45, 0.1, 10)
+    assert len(list(loader.sampler)) == 7 * 2000  # every tiny class topped up to the paper's 2,000
+    method.settings = card.settings("smoke")
+    assert not isinstance(method._batches(train, seed=0).dataset.augmentation, module.AffineAugmentation)

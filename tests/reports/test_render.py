@@ -20,7 +20,8 @@ SUITES = yaml.safe_load((Path(__file__).resolve().parents[2] / "metrics" / "suit
 NUMBER = r"-?\d+(?:\.\d+)?"
 CELL = re.compile(rf"^(NaN|{NUMBER})(?: \[({NUMBER}), ({NUMBER})\])?(.*)$")
 # Columns that hold numbers which are not metric values.
-NOT_METRICS = {"rank", "n", "vs next (Holm p)", "threads", "input", "claimed", "measured - claimed"}
+NOT_METRICS = {"rank", "n", "vs next (Holm p)", "threads", "input", "claimed", "measured - claimed",
+               "the paper's metric, where", "the paper's number", "value", "where"}  # claims: the paper's text
 
 
 def report_text(report: Path) -> str:

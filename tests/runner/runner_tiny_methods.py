@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -94,6 +95,36 @@ class TinyBinary(TinyLinear):
 class TinyBinaryOther(TinyBinary):
     name = "tiny_binary_other"
     offset = 1
+
+
+class CardedBinary(Method):
+    """tiny_binary's regression declared by a YAML card (name, task: the card's), with one post-fit
+    setting, `threshold_rule`, so a variant card (`fit_of`) can share its trained model."""
+
+    post_fit_settings = ("threshold_rule",)
+    fits = 0  # how many times fit ran in this session
+    offset = 0
+    _inputs, predict_proba, explain, networks = TinyLinear._inputs, TinyLinear.predict_proba, TinyLinear.explain, TinyLinear.networks
+
+    def __init__(self):
+        self.net = nn.Sequential(nn.AdaptiveAvgPool2d(8), nn.Flatten(), nn.Linear(8 * 8 * 3, 2))
+        self.settings = {}
+
+    def fit(self, train, val, ctx):
+        type(self).fits += 1
+        self.settings = dict(ctx.settings)
+        TinyBinary.fit(self, train, val, ctx)
+
+    def save(self, directory: Path):
+        TinyLinear.save(self, directory)
+        (directory / "settings.json").write_text(json.dumps(self.settings))
+
+    def load(self, directory: Path):
+        TinyLinear.load(self, directory)
+        self.settings = json.loads((directory / "settings.json").read_text())
+
+    def operating_threshold(self):
+        return {"fixed": 0.5, "low": 0.3}[self.settings["threshold_rule"]]
 
 
 for cls in (TinyLinear, Broken, TinyBinary, TinyBinaryOther):
