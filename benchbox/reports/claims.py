@@ -39,8 +39,8 @@ def run_cards(run_folder: Path, registry_dir: Path = REGISTRY_DIR) -> tuple[dict
     copies = Path(run_folder) / CARDS_FOLDER
     if copies.is_dir():
         return load_cards(copies), f"the copy of each card this run kept (`{CARDS_FOLDER}/<method>.yaml`)"
-    return load_cards(registry_dir), (f"this run folder kept no card copies (made before benchbox kept them), so "
-                                      f"these are the current cards of {registry_dir}")
+    return load_cards(registry_dir), ("this run folder kept no card copies (made before benchbox kept them), so these "
+                                      "are the cards benchbox reads now (`registry/`, or $BENCHBOX_REGISTRY)")
 
 
 def _claimed_value(claim: Any) -> tuple[float | None, str]:

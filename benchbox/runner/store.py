@@ -58,7 +58,10 @@ def write_card_copies(run_dir: Path, cards: Mapping) -> None:
     import yaml
 
     for name, card in cards.items():
-        text = yaml.safe_dump(_plain(card.resolved()), sort_keys=False, allow_unicode=True, width=100)
+        kept = card.resolved()
+        if kept["source"].endswith((".yaml", ".yml")):  # the card file's name, not this machine's path to it
+            kept["source"] = Path(kept["source"]).name
+        text = yaml.safe_dump(_plain(kept), sort_keys=False, allow_unicode=True, width=100)
         atomic_write(Path(run_dir) / CARDS_FOLDER / f"{name}.yaml", lambda tmp, text=text: Path(tmp).write_text(text, encoding="utf-8"))
 
 

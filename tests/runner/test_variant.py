@@ -52,6 +52,7 @@ def test_a_variant_reuses_its_bases_fit_and_differs_only_in_the_threshold(varian
     assert "carded_bad" in error and "changes ['epochs']" in error and "only ['threshold_rule']" in error
     kept = yaml.safe_load((run / "cards" / "carded_low.yaml").read_text())  # the run keeps the cards it ran with
     assert kept["fit_of"] == "carded" and kept["profiles"]["smoke"]["threshold_rule"] == "low"
+    assert kept["source"] == "carded_low.yaml"  # the file, not this machine's path to it
 
 
 def test_claims_read_the_runs_card_copy_not_the_edited_card(variant_registry, tiny_synthderm, tmp_path):
