@@ -23,6 +23,7 @@ class ImageSet:
     labels: np.ndarray
     groups: np.ndarray
     masks: np.ndarray | None = None
+    ita: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         n = len(self.image_ids)
@@ -49,4 +50,5 @@ class ImageSet:
             labels=self.labels[index],
             groups=self.groups[index],
             masks=None if self.masks is None else self.masks[index],
+            ita=None if self.ita is None else self.ita[index],
         )

@@ -45,6 +45,7 @@ def register(subparsers) -> None:
     info = commands.add_parser("info", help="counts per class, lesion, source and skin tone, and what is missing")
     info.add_argument("data", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
     add_dataset_options(info)
+    add_skin_tone_option(info)
     info.set_defaults(func=run_info)
 
 
@@ -67,10 +68,21 @@ def run_synth(args) -> int:
     return 0
 
 
+def add_skin_tone_option(parser: argparse.ArgumentParser) -> None:
+    """--ita-correction, for the commands whose output shows skin tones."""
+    parser.add_argument(
+        "--ita-correction", choices=("source", "image", "none"), default="source",
+        help="colour correction before skin tone (ITA) is measured: source = per image source (default), "
+             "image = plain per-image Shades of Gray (turns skin grey; for comparison), none = uncorrected "
+             "(as papers that report ITA measured it); README, 'Data'",
+    )
+
+
 def run_info(args) -> int:
     from .info import describe
     from .load import load_dataset
 
-    dataset = load_dataset(args.data, only_present=args.only_present, on_bad_image=args.on_bad_image)
+    dataset = load_dataset(args.data, only_present=args.only_present, on_bad_image=args.on_bad_image,
+                           ita_correction=args.ita_correction)
     print(describe(dataset))
     return 0

@@ -14,6 +14,7 @@ import pandas as pd
 from ..errors import BenchboxError
 from ..labels import CLASSES
 from .dataset import Dataset, finalize
+from .ita import DEFAULT_CORRECTION
 from .manifest import make_manifest
 from .tables import check_filled, check_labels, check_unique, read_table
 
@@ -27,7 +28,10 @@ def _resolve(base: Path, value: str) -> str:
     return str(path if path.is_absolute() else (base / path).resolve())
 
 
-def load_csv(path: Path, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True) -> Dataset:
+def load_csv(
+    path: Path, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True,
+    ita_correction: str = DEFAULT_CORRECTION,
+) -> Dataset:
     path = Path(path).resolve()
     table = read_table(path, ("image_id", "path", "dx"), "a benchbox CSV dataset")
     check_labels(table, "dx", CLASSES, path)
@@ -57,4 +61,4 @@ def load_csv(path: Path, only_present: bool = False, on_bad_image: str = "fail",
     if missing_masks:
         raise BenchboxError(f"{path}: mask file(s) not found, e.g. {missing_masks[0]} (column 'mask_path').")
     manifest = make_manifest(table, str(path))
-    return finalize("csv", path.parent, manifest, notes, on_bad_image, progress)
+    return finalize("csv", path.parent, manifest, notes, on_bad_image, progress, ita_correction)

@@ -15,7 +15,7 @@ from ..labels import CLASS_INDEX
 from ..paths import atomic_write, cache_dir
 from .arrays import ImageSet
 from .image_cache import BadImageError, cached_arrays, decode_resized, file_hashes
-from .ita import ita_category, skin_tone
+from .ita import DEFAULT_CORRECTION, SKIN_TONE_NOTE, ita_category, skin_tones
 from .manifest import manifest_hash
 
 ANALYSIS_SIZE = 128  # resolution at which skin tone is measured
@@ -60,6 +60,7 @@ class Dataset:
             labels=rows["dx"].map(CLASS_INDEX).to_numpy(dtype=np.int64),
             groups=np.asarray(groups) if groups is not None else rows["lesion_id"].to_numpy(),
             masks=None if masks is None else masks[index],
+            ita=rows["ita"].to_numpy(dtype=float) if "ita" in rows else None,
         )
 
 
@@ -83,23 +84,38 @@ def _drop_unreadable(manifest: pd.DataFrame, on_bad_image: str, notes: list[str]
     return manifest
 
 
-def _skin_tones(dataset: Dataset, progress: bool) -> tuple[np.ndarray, dict[str, str]]:
-    """ITA per image and, for each image whose ITA is NaN, why; cached under the dataset hash."""
-    path = cache_dir() / "ita" / f"{dataset.hash[:32]}.v2.json"  # v2: NaN with a reason for grayscale images
+def _skin_tones(dataset: Dataset, correction: str, progress: bool) -> tuple[np.ndarray, dict[str, str], dict]:
+    """ITA per image after `correction`, why for each image whose ITA is NaN, and the per-source
+    lights; cached under the dataset hash and the correction."""
+    path = cache_dir() / "ita" / f"{dataset.hash[:32]}.{correction}.v3.json"  # v3: colour-corrected, validity rules
     ids = dataset.manifest["image_id"]
     if path.exists():
         stored = json.loads(path.read_text())
         values = np.array([np.nan if stored["ita"][i] is None else stored["ita"][i] for i in ids], dtype=float)
-        return values, {i: stored["reasons"][i] for i in ids if i in stored["reasons"]}
+        return values, {i: stored["reasons"][i] for i in ids if i in stored["reasons"]}, stored["lights"]
     images, masks = dataset.arrays(ANALYSIS_SIZE, progress=progress)
     has_mask = (dataset.manifest["mask_path"] != "").to_numpy()
-    tones = [skin_tone(images[i], masks[i] if masks is not None and has_mask[i] else None) for i in range(len(images))]
-    values = np.array([value for value, _ in tones], dtype=float)
-    reasons = {image_id: reason for image_id, (_, reason) in zip(ids, tones) if reason}
-    record = {"ita": {i: (None if np.isnan(v) else v) for i, v in zip(ids, values.tolist())}, "reasons": reasons}
+    image_masks = [masks[i] if masks is not None and has_mask[i] else None for i in range(len(images))]
+    values, why, lights = skin_tones(images, image_masks, dataset.manifest["source"].to_numpy(dtype=object), correction)
+    reasons = {image_id: reason for image_id, reason in zip(ids, why) if reason}
+    record = {"ita": {i: (None if np.isnan(v) else v) for i, v in zip(ids, values.tolist())}, "reasons": reasons,
+              "lights": lights}
     path.parent.mkdir(parents=True, exist_ok=True)
     atomic_write(path, lambda tmp: Path(tmp).write_text(json.dumps(record)))
-    return values, reasons
+    return values, reasons, lights
+
+
+def _correction_note(correction: str, lights: dict) -> str:
+    """What the skin tones are measured on, for the dataset's notes (and so every report header)."""
+    if correction == "none":
+        return f"{SKIN_TONE_NOTE}uncorrected pixels (--ita-correction none), as the papers that report ITA measured it"
+    if correction == "image":
+        return (f"{SKIN_TONE_NOTE}after plain per-image Shades of Gray (p = 6, --ita-correction image), which turns "
+                "skin grey and ITA towards +-90 degrees: for comparison only")
+    gains = "; ".join(f"{name} ({entry['images']:,} images) x{'/'.join(f'{g:.2f}' for g in entry['gains'])}"
+                      for name, entry in lights.items())
+    return (f"{SKIN_TONE_NOTE}after per-source colour correction (Shades of Gray p = 6, each source's median light "
+            f"mapped to typical light skin; assumes the sources' patients share the median skin hue), R/G/B gains: {gains}")
 
 
 def _skin_tone_notes(reasons: dict[str, str]) -> list[str]:
@@ -121,6 +137,7 @@ def finalize(
     notes: list[str],
     on_bad_image: str = "fail",
     progress: bool = True,
+    ita_correction: str = DEFAULT_CORRECTION,
 ) -> Dataset:
     """Hash files, drop or refuse unreadable images, measure skin tone: the last step of every adapter."""
     if on_bad_image not in ("fail", "skip"):
@@ -134,12 +151,13 @@ def finalize(
     dataset = Dataset(name, root, manifest, "", image_hashes, mask_hashes, notes)
     try:
         dataset.hash = manifest_hash(manifest, pd.Series(image_hashes) + pd.Series(mask_hashes))
-        ita, reasons = _skin_tones(dataset, progress)
+        ita, reasons, lights = _skin_tones(dataset, ita_correction, progress)
     except BadImageError as error:
         kept = _drop_unreadable(manifest, on_bad_image, notes)
         if len(kept) == len(manifest):  # the check passed what the cache refused: never loop
             raise error
-        return finalize(name, root, kept, notes, on_bad_image, progress)
+        return finalize(name, root, kept, notes, on_bad_image, progress, ita_correction)
+    notes.append(_correction_note(ita_correction, lights))
     notes.extend(_skin_tone_notes(reasons))
     dataset.manifest = manifest.assign(ita=ita, ita_category=[ita_category(v) for v in ita])
     return dataset

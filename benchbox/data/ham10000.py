@@ -16,6 +16,7 @@ import pandas as pd
 from ..errors import BenchboxError
 from ..labels import CLASSES
 from .dataset import Dataset, finalize
+from .ita import DEFAULT_CORRECTION
 from .manifest import make_manifest
 from .tables import check_filled, check_labels, check_unique, read_table
 
@@ -57,7 +58,8 @@ def metadata_manifest(root: Path) -> pd.DataFrame:
 
 
 def load_ham10000(
-    root: Path, only_present: bool = False, on_bad_image: str = "fail", name: str = "ham10000", progress: bool = True
+    root: Path, only_present: bool = False, on_bad_image: str = "fail", name: str = "ham10000", progress: bool = True,
+    ita_correction: str = DEFAULT_CORRECTION,
 ) -> Dataset:
     """Read a HAM10000-layout folder; refuse when listed images are missing unless `only_present`."""
     root = Path(root).resolve()
@@ -89,4 +91,4 @@ def load_ham10000(
     if n_masks < len(frame):
         notes.append(f"lesion masks for {n_masks:,} of {len(frame):,} images (folder {MASK_FOLDER}/)")
     manifest = make_manifest(frame, str(root / METADATA_FILE))
-    return finalize(name, root, manifest, notes, on_bad_image, progress)
+    return finalize(name, root, manifest, notes, on_bad_image, progress, ita_correction)

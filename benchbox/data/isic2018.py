@@ -27,6 +27,7 @@ import pandas as pd
 from ..errors import BenchboxError
 from ..labels import ISIC_COLUMNS
 from .dataset import Dataset, finalize
+from .ita import DEFAULT_CORRECTION
 from .ham10000 import _index_files
 from .manifest import make_manifest
 from .tables import check_filled, check_unique, read_table
@@ -87,7 +88,8 @@ def _read_part(root: Path, part: str, split: str, only_present: bool, notes: lis
 
 
 def load_isic2018(
-    root: Path, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True
+    root: Path, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True,
+    ita_correction: str = DEFAULT_CORRECTION,
 ) -> Dataset:
     root = Path(root).resolve()
     notes: list[str] = []
@@ -120,4 +122,4 @@ def load_isic2018(
             f"{OFFICIAL_UNSCORED[image_id]}, so benchbox's ISIC 2018 test metrics match the official leaderboard's"
         )
     manifest = make_manifest(frame, str(root))
-    return finalize("isic2018", root, manifest, notes, on_bad_image, progress)
+    return finalize("isic2018", root, manifest, notes, on_bad_image, progress, ita_correction)

@@ -12,6 +12,7 @@ from filelock import FileLock
 from ..errors import BenchboxError
 from ..paths import cache_dir
 from .dataset import Dataset
+from .ita import CORRECTIONS, DEFAULT_CORRECTION
 
 DATASET_KINDS = ("synthderm", "synthderm-easy", "ham10000", "isic2018", "csv")
 BUILT_IN = ("synthderm", "synthderm-easy")  # the kinds that may omit the path
@@ -73,10 +74,16 @@ def parse_spec(spec: str) -> tuple[str, Path | None]:
     return kind, Path(path) if path else None
 
 
-def load_dataset(spec: str, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True) -> Dataset:
-    """Load a dataset by spec (see the module docstring), checked, hashed and with skin tones."""
+def load_dataset(
+    spec: str, only_present: bool = False, on_bad_image: str = "fail", progress: bool = True,
+    ita_correction: str = DEFAULT_CORRECTION,
+) -> Dataset:
+    """Load a dataset by spec (see the module docstring), checked, hashed and with skin tones
+    measured after `ita_correction` (benchbox.data.ita)."""
     kind, path = parse_spec(spec)
-    options = dict(only_present=only_present, on_bad_image=on_bad_image, progress=progress)
+    if ita_correction not in CORRECTIONS:
+        raise BenchboxError(f"--ita-correction must be one of {', '.join(CORRECTIONS)}, not {ita_correction!r}")
+    options = dict(only_present=only_present, on_bad_image=on_bad_image, progress=progress, ita_correction=ita_correction)
     if kind in ("synthderm", "synthderm-easy", "ham10000"):
         from .ham10000 import load_ham10000
 

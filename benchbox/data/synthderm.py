@@ -44,15 +44,17 @@ so a lesion's images do not depend on the order or the process that renders them
   HAM10000 does (`relabelled` and `true_lesion_id` in the truth file).
 * Skin tone. Each lesion gets a target ITA spread over all six categories (very light 22%,
   light 22%, intermediate 18%, tan 16%, brown 14%, dark 8%). The skin colour is set in CIELAB so
-  that arctan((L* - 50) / b*) equals the image's planted ITA at the image centre after the site's
-  tone curve; skin texture is mean-free and vignetting mild, so the median ITA over skin pixels
-  recovers it within a few degrees. Lesion pigment is scaled by 0.5-1.0 from dark to light skin,
+  that arctan((L* - 50) / b*) equals the image's planted ITA under neutral light, before the
+  site's optics: as real skin sits under a real dermoscope, the site's light then shifts the
+  ITA one measures from the pixels (by +30 degrees at the median on the bluish synth_modern), and
+  colour-corrected ITA (`benchbox.data.ita`) must recover the planted one. Skin texture is
+  mean-free and vignetting mild. Lesion pigment is scaled by 0.5-1.0 from dark to light skin,
   so lesions have lower contrast on darker skin.
 * Artefacts (hair, ruler, ink), drawn per image. Their rates are class-independent by default
   (hair 35%, ruler 12%, ink 6%); `artefact_correlation` plants a class association (see
   `generate`).
-* Sites (the `dataset` column): four imaging set-ups with different tone curves (per-channel
-  gamma, saturation), vignetting, circular field stop, blur and sensor noise. Like HAM10000's
+* Sites (the `dataset` column): four imaging set-ups with different light colours (per-channel
+  gains of equal luminance, from bluish to reddish like HAM10000's sources), saturation, vignetting, circular field stop, blur and sensor noise. Like HAM10000's
   sources, sites see classes in different proportions (HAM10000's source x class table mixed half
   and half with a uniform one), a mild confounder that makes per-source subgroup gaps meaningful.
 * Metadata, per lesion: age (class-dependent mean and sd as in HAM10000, rounded to 5, 0.6%
@@ -67,8 +69,9 @@ arguments give byte-identical files, on any CPU: every pixel-affecting transcend
 comes from portable_math (exact IEEE operations in a fixed order) and colour matrices are applied
 as explicit sums, because numpy's SIMD exp/log/pow/... and BLAS differ in the last bits between
 AVX-512, AVX2 and other machines, enough to flip pixels and so the dataset hash.
-`difficulty="easy"` (the `synthderm-easy` dataset) keeps the plans but removes the mimics and
-narrows the class ranges (see EASY_PULL), for quick gates with tiny models. The dataset is
+`difficulty="easy"` (the `synthderm-easy` dataset) keeps the plans but removes the mimics,
+narrows the class ranges (see EASY_PULL) and lights every site neutrally (a colour cast is one
+more nuisance a 300-image smoke model must learn past), for quick gates with tiny models. The dataset is
 written into a hidden sibling folder and renamed into place at the end, so an interrupted
 generation never leaves a partial dataset.
 """
@@ -94,6 +97,7 @@ from tqdm import tqdm
 from ..errors import BenchboxError
 from ..labels import CLASSES, MALIGNANT_CLASSES
 from . import portable_math as pm
+from .ita import RGB_TO_XYZ, lab_to_linear_rgb
 
 METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_DIR = "HAM10000_images_part_1"
@@ -116,10 +120,10 @@ SKIN_TONES = (
 
 @dataclass(frozen=True)
 class Site:
-    """An imaging set-up: tone curve (per-channel gamma, saturation) and optics."""
+    """An imaging set-up: the colour of its light, its saturation and its optics."""
 
     name: str
-    gamma: tuple[float, float, float]
+    light: tuple[float, float, float]  # linear RGB gains (a colour cast); scaled to luminance 1 when used
     saturation: float
     vignette: float  # darkening at the image corners
     field_stop: float  # radius of the dermoscope's circular field, in image half-widths
@@ -127,11 +131,15 @@ class Site:
     noise: float  # sensor noise sd, linear RGB
 
 
+# Lights modelled on HAM10000's sources as benchbox measures them (uncorrected skin ITA 82-95
+# degrees on rosendahl and vidir_modern, bluish; 59 on vidir_molemax, reddish): a bluish light
+# pushes b* down and the measured ITA up. Saturations stay within 5%, which moves ITA by < 1.5
+# degrees, since a white balance can correct a light's colour but not a camera's saturation.
 SITES = (
-    Site("synth_polarised", (1.0, 1.0, 0.94), 1.10, 0.06, 1.0, 0.3, 0.004),
-    Site("synth_modern", (1.0, 1.0, 1.0), 1.00, 0.08, 9.0, 0.2, 0.003),
-    Site("synth_video", (0.92, 1.0, 1.12), 0.85, 0.18, 9.0, 0.9, 0.010),
-    Site("synth_compact", (1.04, 0.97, 1.0), 0.95, 0.10, 1.12, 0.5, 0.006),
+    Site("synth_polarised", (0.94, 1.0, 1.15), 1.03, 0.06, 1.0, 0.3, 0.004),
+    Site("synth_modern", (0.84, 1.0, 1.40), 1.00, 0.08, 9.0, 0.2, 0.003),
+    Site("synth_video", (1.12, 1.0, 0.85), 0.96, 0.18, 9.0, 0.9, 0.010),
+    Site("synth_compact", (1.04, 1.0, 0.92), 0.98, 0.10, 1.12, 0.5, 0.006),
 )
 SITE_BY_NAME = {site.name: site for site in SITES}
 # p(site | class): HAM10000's dataset x dx table (rosendahl, vidir_modern, vidir_molemax,
@@ -230,8 +238,8 @@ MIMIC_PARAM_SHARE = 0.8
 
 # difficulty="easy", for quick regression checks with tiny models: no mimics, every appearance
 # range shrunk by EASY_PULL toward its centre and every presence probability moved by EASY_PULL
-# toward 0 or 1 (whichever is nearer), melanin tint scaled by 1 - EASY_PULL, and full lesion
-# contrast on every skin tone.
+# toward 0 or 1 (whichever is nearer), melanin tint scaled by 1 - EASY_PULL, full lesion
+# contrast on every skin tone, and neutral site lights.
 DIFFICULTIES = ("default", "easy")
 EASY_PULL = 0.75
 
@@ -659,7 +667,7 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
     furrows = ndimage.gaussian_filter(noise[1], 1.1 * size / 128, mode="wrap")
     furrows = pm.exp(-((furrows / furrows.std() / 0.25) ** 2)).astype(np.float32)
     texture = 0.03 * mottle / mottle.std() - 0.05 * (furrows - furrows.mean())
-    skin = _skin_linear(view.ita, plan.skin_a, plan.skin_b, site).astype(np.float32)
+    skin = lab_to_linear_rgb(skin_lab(view.ita, plan.skin_a, plan.skin_b)).astype(np.float32)
     linear = pm.exp(texture).astype(np.float32)[..., None] * skin
 
     # The lesion: absorption by its pigment maps, then white, on its pixels only.
@@ -682,8 +690,8 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
         linear[mask] = lesion + white * (WHITE - lesion)
     linear = _draw_artefacts(rng, linear, view, size, radius)
 
-    # The site: tone curve, vignetting and field stop, blur, sensor noise.
-    linear = _site_tone(linear, site) * _site_light(site, size)[..., None]
+    # The site: its light, saturation, vignetting and field stop, blur, sensor noise.
+    linear = _site_colour(linear, site, neutral=plan.difficulty == "easy") * _site_light(site, size)[..., None]
     if site.blur > 0:
         linear = ndimage.gaussian_filter(linear, (site.blur * size / 128, site.blur * size / 128, 0))
     linear += site.noise * rng.standard_normal(linear.shape, dtype=np.float32)
@@ -898,36 +906,15 @@ def _draw_artefacts(rng: np.random.Generator, linear: np.ndarray, view: View, si
 
 
 # ---------------------------------------------------------------------------------------------
-# Colour: CIELAB skin from ITA, the site tone curve, sRGB
-
-_RGB_TO_XYZ = np.array([[0.4124564, 0.3575761, 0.1804375], [0.2126729, 0.7151522, 0.0721750], [0.0193339, 0.1191920, 0.9503041]])
-
-
-def _inverse_3x3(m: np.ndarray) -> np.ndarray:
-    """The inverse by cofactors, in a fixed order of operations (np.linalg.inv uses LAPACK/BLAS,
-    whose kernels depend on the CPU)."""
-    cofactors = np.array(
-        [[m[(i + 1) % 3, (j + 1) % 3] * m[(i + 2) % 3, (j + 2) % 3] - m[(i + 1) % 3, (j + 2) % 3] * m[(i + 2) % 3, (j + 1) % 3]
-          for j in range(3)] for i in range(3)]
-    )
-    determinant = m[0, 0] * cofactors[0, 0] + m[0, 1] * cofactors[0, 1] + m[0, 2] * cofactors[0, 2]
-    return cofactors.T / determinant
-
+# Colour: CIELAB skin from ITA, the site's light, sRGB
 
 def _dot3(vectors: np.ndarray, weights) -> np.ndarray:
     """vectors[..., 3] . weights, summed left to right (a matmul's BLAS order depends on the CPU)."""
     return vectors[..., 0] * weights[0] + vectors[..., 1] * weights[1] + vectors[..., 2] * weights[2]
 
 
-def _apply_3x3(matrix: np.ndarray, vectors: np.ndarray) -> np.ndarray:
-    """vectors[..., 3] @ matrix.T without BLAS."""
-    return np.stack([_dot3(vectors, row) for row in matrix], axis=-1)
-
-
-_XYZ_TO_RGB = _inverse_3x3(_RGB_TO_XYZ)
-_D65_WHITE = np.array([0.95047, 1.0, 1.08883])
-_LUMA = _RGB_TO_XYZ[1]
-_LUT_LEVELS = 4096  # linear values are quantised to this many levels before the tone and sRGB curves
+_LUMA = RGB_TO_XYZ[1]
+_LUT_LEVELS = 4096  # linear values are quantised to this many levels before the sRGB curve
 _LUT_INPUT = np.linspace(0.0, 1.0, _LUT_LEVELS)
 _SRGB_LUT = np.round(
     255 * np.where(_LUT_INPUT <= 0.0031308, 12.92 * _LUT_INPUT, 1.055 * pm.power(_LUT_INPUT, 1 / 2.4) - 0.055)
@@ -944,34 +931,13 @@ def skin_lab(ita: float, a: float, b: float) -> np.ndarray:
     return np.array([lightness, a, b])
 
 
-def lab_to_linear_rgb(lab: np.ndarray) -> np.ndarray:
-    """CIELAB (D65) to linear sRGB."""
-    fy = (lab[..., 0] + 16) / 116
-    f = np.stack([fy + lab[..., 1] / 500, fy, fy - lab[..., 2] / 200], axis=-1)
-    xyz = np.where(f > 6 / 29, f * f * f, 3 * (6 / 29) * (6 / 29) * (f - 4 / 29)) * _D65_WHITE
-    return _apply_3x3(_XYZ_TO_RGB, xyz)
-
-
-def _site_tone(linear: np.ndarray, site: Site) -> np.ndarray:
-    """Per-channel gamma, then saturation about luma (which it keeps)."""
-    index = np.round(np.clip(linear, 0, 1) * (_LUT_LEVELS - 1)).astype(np.intp)
-    curves = _gamma_curves(site.gamma)
-    toned = np.stack([curves[c][index[..., c]] for c in range(3)], axis=-1)
-    luma = _dot3(toned, _LUMA.astype(np.float32))[..., None]
-    return luma + np.float32(site.saturation) * (toned - luma)
-
-
-@functools.lru_cache(maxsize=8)
-def _gamma_curves(gamma: tuple[float, float, float]) -> tuple[np.ndarray, ...]:
-    return tuple(pm.power(_LUT_INPUT, g).astype(np.float32) for g in gamma)
-
-
-def _skin_linear(ita: float, a: float, b: float, site: Site) -> np.ndarray:
-    """The skin colour before the site's tone curve that comes out at the planted ITA after it."""
-    target = lab_to_linear_rgb(skin_lab(ita, a, b))
-    luma = _dot3(target, _LUMA)
-    toned = luma + (target - luma) / site.saturation
-    return pm.power(np.clip(toned, 1e-6, 1), 1 / np.array(site.gamma))
+def _site_colour(linear: np.ndarray, site: Site, neutral: bool = False) -> np.ndarray:
+    """The scene under the site's light (gains of luminance 1; white when `neutral`), then
+    saturation about luma (which it keeps)."""
+    light = np.ones(3) if neutral else np.asarray(site.light) / _dot3(np.asarray(site.light), _LUMA)
+    lit = linear * light.astype(np.float32)
+    luma = _dot3(lit, _LUMA.astype(np.float32))[..., None]
+    return luma + np.float32(site.saturation) * (lit - luma)
 
 
 def _to_srgb8(linear: np.ndarray) -> np.ndarray:

@@ -27,9 +27,9 @@ How the paper was read where it is vague:
   head's rate; the rest of the procedure is unchanged.
 - Fairness calibration ("the optimal threshold is found to be 0.46 for the default setting and 0.38
   for fairness calibration"; "the adjusted threshold (t = 0.38) improves recall across both groups",
-  Sec. III and IV): the method computes each validation image's ITA from its pixels with
-  benchbox's own ITA (`benchbox.data.ita`, skin outside the lesion mask or an outer ring; at the
-  method's input size) and applies the same recall rule to each light/dark group's validation
+  Sec. III and IV): the method takes each validation image's ITA from the dataset (benchbox's own,
+  colour-corrected per source as the run asked, `benchbox.data.ita`; the same the subgroup boards
+  group by; uncorrected from the pixels when images come without it) and applies the same recall rule to each light/dark group's validation
   images (the paper's 28 degree cut; `skin_tone_thresholds()`, saved with the checkpoint; None
   with a reason when a group lacks an image of either class). The paper gives one adjusted
   threshold, lower than t* and used for both groups, but not how it was found; the reading here:
@@ -80,7 +80,11 @@ class RecallNetwork(nn.Module):
 
 
 def skin_tone_groups(data: ImageSet) -> np.ndarray:
-    """"light" / "dark" per image (the paper's 28 degree ITA cut), "unknown" where ITA is undefined."""
+    """"light" / "dark" per image (the paper's 28 degree ITA cut), "unknown" where ITA is undefined:
+    the dataset's (colour-corrected) ITA, the same the subgroup boards use; uncorrected ITA from
+    the pixels when the images come without it."""
+    if data.ita is not None:
+        return ita_light_dark(data.ita, LIGHT_DARK_CUT)
     masks = [None] * len(data) if data.masks is None else data.masks
     return ita_light_dark(np.array([ita_degrees(image, mask) for image, mask in zip(data.images, masks)]), LIGHT_DARK_CUT)
 

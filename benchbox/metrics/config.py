@@ -54,6 +54,8 @@ class MetricsConfig:
     source: str  # the file it was read from, for messages
     heterogeneity_permutations: int = 2000  # subgroups.heterogeneity_permutations
     heterogeneity_seed: int = 0  # subgroups.heterogeneity_seed
+    adjust_for: str | None = "source"  # subgroups.adjust_for: the manifest column gaps are stratified by
+    min_stratum_size: int = 15  # subgroups.min_stratum_size: images of a group, and of its rest, in one stratum
 
     def higher_is_better(self, name: str) -> bool | None:
         """Direction of a metric name, including per-class, runner and subgroup names."""
@@ -62,7 +64,7 @@ class MetricsConfig:
             rest = ".".join(parts[2:])
             if len(parts) < 4:
                 raise BenchboxError(f"{name!r} is not a subgroup metric name (subgroup.<attribute>.<metric>.<group>)")
-            if rest.endswith((".worst_gap", ".heterogeneity_p")) or ".gap." in rest:
+            if rest.endswith((".worst_gap", ".heterogeneity_p")) or ".gap." in rest or ".adjusted_gap." in rest:
                 return None  # signed gaps and p-values have no better direction
             if rest.endswith(".gap"):
                 return False  # the max - min gap of run folders written before it was dropped
@@ -128,6 +130,9 @@ def _load(path: str) -> MetricsConfig:
         source=path,
         heterogeneity_permutations=reader.integer(groups, "subgroups.heterogeneity_permutations", minimum=0),
         heterogeneity_seed=reader.integer(groups, "subgroups.heterogeneity_seed", minimum=0),
+        adjust_for=groups.get("adjust_for", "source"),
+        min_stratum_size=(reader.integer(groups, "subgroups.min_stratum_size", minimum=1)
+                          if "min_stratum_size" in groups else 15),
     )
     edges = config.age_band_edges
     if not edges or any(b <= a for a, b in zip(edges, edges[1:])):

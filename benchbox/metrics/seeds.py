@@ -51,8 +51,8 @@ def value_range(name: str) -> tuple[float, float]:
     gap = False
     if name.startswith("subgroup."):
         rest = name.split(".", 2)[2]
-        gap = ".gap." in rest or rest.endswith(".worst_gap")
-        name = rest.split(".gap.")[0].removesuffix(".worst_gap")
+        gap = ".gap." in rest or ".adjusted_gap." in rest or rest.endswith(".worst_gap")
+        name = rest.split(".adjusted_gap.")[0].split(".gap.")[0].removesuffix(".worst_gap")
         if name.endswith("heterogeneity_p"):
             return 0.0, 1.0
     if any(word in name for word in NON_NEGATIVE):

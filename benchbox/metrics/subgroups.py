@@ -75,6 +75,14 @@ def subgroup_attributes(
     return out
 
 
+def adjustment_strata(manifest: pd.DataFrame, config) -> np.ndarray | None:
+    """The per-image values subgroup gaps are stratified by (`subgroups.adjust_for`, the image
+    source), or None when adjustment is off or the column is absent."""
+    if config.adjust_for is None or config.adjust_for not in manifest:
+        return None
+    return manifest[config.adjust_for].to_numpy(dtype=object)
+
+
 @dataclass
 class SubgroupResult:
     """Replicates (rows,) per metric name, the image count behind each, reasons for NaN, and for

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 
 from ..errors import BenchboxError
 from ..labels import BINARY_CLASSES, CLASSES
 from . import binary, calibration, classification, segmentation
+from .adjusted import adjusted_gap_replicates
 from .bootstrap import Resamples, confidence_intervals, draw_resamples
 from .config import MetricsConfig, load_config
 from .seeds import pool_replicates
@@ -140,6 +142,7 @@ def evaluate(
     *,
     metrics: Sequence[str] | None = None,
     method: str = "predictions",
+    strata: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """All metrics of one method, with lesion-clustered bootstrap CIs, and its subgroup metrics.
 
@@ -147,10 +150,12 @@ def evaluate(
     column 1 = malignant, y_true 0/1). clusters: lesion ids. attributes: subgroup name -> one
     value per image. threshold: the binary operating point (default 0.5). metrics: compute only
     these (default: all of `metric_names(task)`). method: names the method in error messages.
+    strata: per-image image source; with it every subgroup gap also gets its source-adjusted
+    gap (adjusted.py).
     """
     config = config or load_config()
     table = evaluate_replicates(task, y_true, proba, clusters, attributes, threshold, config,
-                                metrics=metrics, method=method)
+                                metrics=metrics, method=method, strata=strata)
     out = summarise(table.replicates, table.n, table.reasons, table.n_bootstrap, config, table.groups)
     out.update(_heterogeneity(attributes, table.errors, clusters, config))
     return out
@@ -167,6 +172,7 @@ def evaluate_seeds(
     *,
     metrics: Sequence[str] | None = None,
     method: str = "predictions",
+    strata: np.ndarray | None = None,
 ) -> dict[str, dict]:
     """`evaluate` for one method trained with several seeds (one probability matrix and operating
     point per seed, on the same test images): values are means over seeds and intervals include
@@ -174,7 +180,7 @@ def evaluate_seeds(
     config = config or load_config()
     thresholds = list(thresholds) if thresholds is not None else [None] * len(probas)
     tables = [evaluate_replicates(task, y_true, proba, clusters, attributes, threshold, config,
-                                  metrics=metrics, method=method, worst_gaps=False)
+                                  metrics=metrics, method=method, worst_gaps=False, strata=strata)
               for proba, threshold in zip(probas, thresholds)]
     # the worst group is picked on the seed mean, then each seed contributes that group's gap rows
     gaps = {name: np.mean([t.replicates[name] for t in tables], axis=0)
@@ -194,6 +200,8 @@ def evaluate_seeds(
         reason = entry["reason"]
         if not np.isfinite(entry["value"]):
             reason = next((t.reasons[name] for t in tables if name in t.reasons), None) or _undefined_reason(name)
+        elif ".adjusted_gap." in name:  # which sources were pooled (seed 0's; the rule is the same for every seed)
+            reason = tables[0].reasons.get(name) or reason
         out[name] = {
             "value": entry["value"], "ci_low": entry["ci_low"], "ci_high": entry["ci_high"],
             "n": int(tables[0].n[name]), "higher_is_better": config.higher_is_better(name),
@@ -225,9 +233,11 @@ def evaluate_replicates(
     metrics: Sequence[str] | None = None,
     method: str = "predictions",
     worst_gaps: bool = True,
+    strata: np.ndarray | None = None,
 ) -> ReplicateTable:
     """The replicate rows behind `evaluate` (the same lesion resamples for the same clusters and
-    bootstrap seed, so several seeds' tables line up row by row)."""
+    bootstrap seed, so several seeds' tables line up row by row); `strata` adds the source-adjusted
+    gaps (a finite one's reason says which sources were pooled)."""
     config = config or load_config()
     validate_inputs(method, task, y_true, proba, clusters, attributes)
     predictions = prepare(task, y_true, proba, threshold)
@@ -257,7 +267,36 @@ def evaluate_replicates(
         n.update(result.n)
         reasons.update(result.reasons)
         groups.update(result.groups)
+        if strata is not None and attribute != config.adjust_for:
+            adjusted = adjusted_gap_replicates(
+                attribute, np.asarray(values, dtype=object), np.asarray(strata, dtype=object), subgroup_names,
+                segment_metrics, partial(segment_confusions, predictions, resamples), labels,
+                class_mix(predictions), config.min_stratum_size, resamples.n_rows,
+            )
+            replicates.update(adjusted.values)
+            n.update(adjusted.n)
+            reasons.update({**adjusted.notes, **adjusted.reasons})
     return ReplicateTable(replicates, n, reasons, resamples.n_bootstrap, groups, prediction_errors(predictions))
+
+
+def segment_confusions(predictions: Predictions, resamples: Resamples, segment: np.ndarray, n_segments: int,
+                       task: str) -> np.ndarray:
+    """Bootstrap-weighted confusion matrices (rows x segments x K x K) for adjusted.py: the 7-class
+    arg-max, or the binary operating point (0 = benign, 1 = malignant)."""
+    if task == "multiclass":
+        k, codes = len(CLASSES), predictions.y_true * len(CLASSES) + classification.predicted_class(predictions.proba)
+    else:
+        k, codes = 2, predictions.malignant * 2 + (predictions.score >= predictions.threshold).astype(np.int64)
+    sums = resamples.segment_sums(segment, n_segments, codes, k * k)
+    return sums.reshape(*sums.shape[:2], k, k)
+
+
+def class_mix(predictions: Predictions) -> dict[str, np.ndarray]:
+    """The test set's class shares, to which adjusted gaps standardise prevalence-dependent metrics."""
+    mix = {"binary": np.bincount(predictions.malignant, minlength=2) / len(predictions.malignant)}
+    if predictions.task == "multiclass":
+        mix["multiclass"] = np.bincount(predictions.y_true, minlength=len(CLASSES)) / len(predictions.y_true)
+    return mix
 
 
 def evaluate_segmentation(

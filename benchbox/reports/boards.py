@@ -10,6 +10,7 @@ from typing import Any
 
 from tabulate import tabulate
 
+from ..data.ita import SKIN_TONE_NOTE
 from ..labels import CLASSES, MALIGNANT_CLASSES
 from ..metrics.config import Board, load_config
 from ..metrics.operating_point import degenerate_operating_point
@@ -297,6 +298,8 @@ def header_table(run: Run) -> str:
                     f"sha256 {str(dataset.get('hash', '—'))[:12]})"
                     + "".join(f"; {n}" for n in dataset.get("notes", []) if str(n).startswith("official scoring"))],
         ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"],
+        ["skin tone", next((str(n).removeprefix(SKIN_TONE_NOTE) for n in dataset.get("notes", [])
+                            if str(n).startswith(SKIN_TONE_NOTE)), "ITA as recorded before colour correction")],
         ["profile", config.get("profile", "—")],
         ["seeds", ", ".join(str(s) for s in run.seeds)],
         ["intervals", interval],

@@ -185,36 +185,32 @@ def confusion(run: Run, methods: list[str], path: Path) -> Path | None:
 
 
 def forest(run: Run, attribute: str, metric: str, path: Path) -> Path | None:
-    """Gap of each group to the rest, with 95% CIs, one colour per method; filled markers where
-    the CI excludes 0, "NaN" where the gap is undefined."""
+    """Gap of each group to the rest, with 95% CIs, one colour per method (circles; diamonds below
+    them: the source-adjusted gap where the run has it); filled markers where the CI excludes 0,
+    "NaN" where the gap is undefined."""
     entries = {}
     for method in run.methods:
         result = parse_subgroups(run.method_metrics(method)).get((attribute, metric))
         if result is not None and result.gaps:
-            entries[method] = result.gaps
+            entries[method] = result
     if not entries:
         return None
-    groups = list(dict.fromkeys(g for gaps in entries.values() for g in gaps))
+    adjusted = any(result.adjusted for result in entries.values())
+    groups = list(dict.fromkeys(g for result in entries.values() for g in result.gaps))
     height = 0.8 / len(entries)
-    figure = Figure(figsize=(7.5, 1.0 + 0.28 * len(groups) * len(entries) + 0.3 * len(groups)),
+    figure = Figure(figsize=(7.5, 1.0 + 0.28 * len(groups) * len(entries) * (1 + adjusted) + 0.3 * len(groups)),
                     layout="constrained")
     axes = figure.add_subplot()
     axes.axvline(0, color="0.3", linewidth=1)
-    for i, gaps in enumerate(entries.values()):
+    for i, result in enumerate(entries.values()):
         colour = PALETTE[i % len(PALETTE)]
         for row, group in enumerate(groups):
-            gap = gaps.get(group)
             y = row - 0.4 + height * (i + 0.5)
-            if gap is None:
-                continue
-            if not math.isfinite(gap.value):
-                axes.text(0, y, " NaN", color=colour, va="center", fontsize=7)
-                continue
-            error = None
-            if gap.has_ci:
-                error = [[gap.value - gap.ci_low], [gap.ci_high - gap.value]]
-            axes.errorbar(gap.value, y, xerr=error, fmt="o", color=colour, capsize=2,
-                          markersize=5, markerfacecolor=colour if gap_is_significant(gap) else "white")
+            kinds = [(result.gaps, "o", y - height / 4 if adjusted else y)]
+            if adjusted:
+                kinds.append((result.adjusted, "D", y + height / 4))
+            for gaps, marker, at in kinds:
+                _gap_marker(axes, gaps.get(group), at, marker, colour)
     for boundary in np.arange(len(groups) - 1) + 0.5:
         axes.axhline(boundary, color="0.85", linewidth=0.8)
     axes.set_yticks(range(len(groups)), groups)
@@ -224,8 +220,23 @@ def forest(run: Run, attribute: str, metric: str, path: Path) -> Path | None:
     axes.grid(axis="x", alpha=0.3)
     handles = [axes.plot([], [], "o", color=PALETTE[i % len(PALETTE)], label=m)[0]
                for i, m in enumerate(entries)]
+    if adjusted:
+        handles += [axes.plot([], [], "o", color="0.4", markerfacecolor="white", label="raw gap")[0],
+                    axes.plot([], [], "D", color="0.4", markerfacecolor="white", label="source-adjusted")[0]]
     axes.legend(handles=handles, fontsize=7, loc="best")
     return _save(figure, path)
+
+
+def _gap_marker(axes, gap, y: float, marker: str, colour) -> None:
+    """One gap with its CI at height y: filled when the CI excludes 0, "NaN" when undefined."""
+    if gap is None:
+        return
+    if not math.isfinite(gap.value):
+        axes.text(0, y, " NaN", color=colour, va="center", fontsize=7)
+        return
+    error = [[gap.value - gap.ci_low], [gap.ci_high - gap.value]] if gap.has_ci else None
+    axes.errorbar(gap.value, y, xerr=error, fmt=marker, color=colour, capsize=2,
+                  markersize=5, markerfacecolor=colour if gap_is_significant(gap) else "white")
 
 
 def saliency_grid(job: Job, path: Path) -> Path | None:

@@ -44,6 +44,8 @@ from ..runner.store import CARDS_FOLDER
 from .claims import REGISTRY_DIR, claims_section, run_cards
 from .runfolder import Run, read_run
 from .subgroup_tables import (
+    confounding_counts,
+    confounding_table,
     parse_subgroups,
     subgroup_attributes,
     subgroup_detail_table,
@@ -134,7 +136,7 @@ def _subgroup_details(run: Run, out_dir: Path, done: list[str]) -> str:
                 f"{GAP_MARK} = its 95% CI excludes 0. A NaN gives its reason. Back to the "
                 f"[report]({REPORT_NAME})."]
     for attribute in subgroup_attributes(run):
-        sections += [f"## By {attribute}", subgroup_detail_table(run, attribute)]
+        sections += [f"## By {attribute}", subgroup_detail_table(run, attribute), confounding_counts(run, attribute)]
         metrics = list(dict.fromkeys(metric for m in done for attr, metric in parse_subgroups(run.method_metrics(m))
                                      if attr == attribute))
         for metric in metrics:
@@ -193,8 +195,19 @@ def _documents(run: Run, out_dir: Path, cards: tuple[dict, str], progress: tqdm)
                      "permutation test of \"group and error are unrelated\" at the binary operating "
                      "point (`binary`) and the arg-max (`multiclass`), over all groups at once. "
                      "Every group, its gap to the rest and forest plots: "
-                     f"[{SUBGROUPS_NAME}]({SUBGROUPS_NAME}).",
+                     f"[{SUBGROUPS_NAME}]({SUBGROUPS_NAME}). A `source-adjusted` row gives the same "
+                     "group's gap compared within each image source and pooled (weights n_group n_rest / "
+                     "n; MCC standardised to the test set's class mix): a gap that is there raw but not "
+                     "adjusted may come from the sources, not from the attribute.",
                      subgroup_spread_table(run)]
+        confounding = confounding_table(run)
+        if confounding:
+            sections += ["### What the attributes go with",
+                         "How strongly each attribute is associated with the image source (device, clinic) "
+                         "and with the class on this run's test images (Cramér's V: 0 = independent, 1 = one "
+                         "determines the other). Where V with source is large, a raw gap may be a source gap; "
+                         "where V with class is large, a case-mix gap. The counts per source are in "
+                         f"[{SUBGROUPS_NAME}]({SUBGROUPS_NAME}).", confounding]
         documents[SUBGROUPS_NAME] = _subgroup_details(run, out_dir, done)
     progress.update()
 

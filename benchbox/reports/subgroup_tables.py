@@ -5,6 +5,7 @@ rest). Names read here are documented in metrics/README.md ("Subgroups"):
 
     subgroup.<attribute>.<metric>.<group>           the metric on the group
     subgroup.<attribute>.<metric>.gap.<group>       group minus the rest
+    subgroup.<attribute>.<metric>.adjusted_gap.<group>  that gap within image sources, pooled
     subgroup.<attribute>.<metric>.worst_gap         the worst group's gap (entry key "group")
     subgroup.<attribute>.<task>.heterogeneity_p     permutation p of "group and error unrelated"
 
@@ -20,7 +21,7 @@ from dataclasses import dataclass, field
 
 from ..errors import BenchboxError
 from ..metrics.config import load_config
-from .boards import GAP_MARK, format_metric, format_number, markdown_table
+from .boards import GAP_MARK, format_metric, format_number, format_p, markdown_table
 from .runfolder import Metric, Run
 
 HETEROGENEITY = "heterogeneity_p"
@@ -35,6 +36,7 @@ class SubgroupResult:
     worst_group_name: str | None = None  # the "group" of the worst_gap entry, when the run recorded it
     values: dict[str, Metric] = field(default_factory=dict)
     gaps: dict[str, Metric] = field(default_factory=dict)  # group minus the rest
+    adjusted: dict[str, Metric] = field(default_factory=dict)  # that gap within sources, pooled
 
     @property
     def groups(self) -> list[str]:
@@ -89,6 +91,9 @@ def parse_subgroups(metrics: dict[str, Metric]) -> dict[tuple[str, str], Subgrou
             result = results.setdefault((attribute, rest[: -len(".worst_gap")]), SubgroupResult())
             result.worst_gap = metric
             result.worst_group_name = getattr(metric, "group", None)
+        elif ".adjusted_gap." in rest:
+            base, group = rest.split(".adjusted_gap.", 1)
+            results.setdefault((attribute, base), SubgroupResult()).adjusted[group] = metric
         elif ".gap." in rest:
             base, group = rest.split(".gap.", 1)
             results.setdefault((attribute, base), SubgroupResult()).gaps[group] = metric
@@ -154,11 +159,15 @@ def subgroup_spread_table(run: Run) -> str:
     for attribute in subgroup_attributes(run):
         metrics = list(dict.fromkeys(metric for m in methods for attr, metric in parsed[m] if attr == attribute))
         for metric in metrics:
-            cells = []
+            cells, adjusted = [], []
             for m in methods:
                 result = parsed[m].get((attribute, metric))
-                cells.append("—" if result is None else format_worst_gap(*result.worst(metric)))
+                group, gap = (None, None) if result is None else result.worst(metric)
+                cells.append("—" if result is None else format_worst_gap(group, gap))
+                adjusted.append(format_worst_gap(group, result.adjusted.get(group)) if result and group else "—")
             rows.append([attribute, metric, *cells])
+            if any(cell != "—" for cell in adjusted):
+                rows.append([attribute, f"{metric}, source-adjusted", *adjusted])
         for task in HETEROGENEITY_TASKS:
             if any((attribute, task) in tests[m] for m in methods):
                 rows.append([attribute, f"{task}.{HETEROGENEITY}",
@@ -178,11 +187,47 @@ def subgroup_detail_table(run: Run, attribute: str) -> str:
                 value, gap = result.values.get(group), result.gaps.get(group)
                 n = next((m.n for m in (value, gap) if m is not None and m.n is not None), None)
                 reasons = list(dict.fromkeys(m.reason for m in (value, gap) if m is not None and m.reason))
+                adjusted = result.adjusted.get(group)
+                if adjusted is not None and adjusted.reason:
+                    reasons.append(f"adjusted: {adjusted.reason}")
                 rows.append([method, metric, group, "—" if n is None else n,
                              _value_only(value), _value_only(gap)
                              + (f" {GAP_MARK}" if gap_is_significant(gap) else ""),
+                             "—" if adjusted is None else _value_only(adjusted)
+                             + (f" {GAP_MARK}" if gap_is_significant(adjusted) else ""),
                              "; ".join(reasons)])
-    return markdown_table(rows, ["method", "metric", "group", "n", "value", "gap vs rest", "note"])
+    return markdown_table(rows, ["method", "metric", "group", "n", "value", "gap vs rest", "source-adjusted gap",
+                                 "note"])
+
+
+def confounding_table(run: Run) -> str:
+    """Per attribute: Cramér's V with the image source and with the class (the run's test images,
+    run.json "confounding"), and the malignant share per group; empty for a run that did not record it."""
+    rows = []
+    for attribute, entry in (run.info.get("confounding") or {}).items():
+        shares = ", ".join(f"{group} {100 * share:.0f}%" for group, share in entry["malignant_share"].items())
+        rows.append([attribute, _association(entry["source"]), _association(entry["class"]), shares])
+    if not rows:
+        return ""
+    return markdown_table(rows, ["attribute", "Cramér's V with source", "Cramér's V with class (dx)",
+                                 "malignant share per group"])
+
+
+def confounding_counts(run: Run, attribute: str) -> str:
+    """The attribute x source image counts of the run's test images (empty when not recorded)."""
+    entry = ((run.info.get("confounding") or {}).get(attribute) or {}).get("source")
+    if not entry or not entry["rows"]:
+        return ""
+    return markdown_table([[group, *counts] for group, counts in zip(entry["rows"], entry["counts"])],
+                          [f"{attribute} × source", *entry["columns"]])
+
+
+def _association(entry: dict | None) -> str:
+    if entry is None:
+        return "—"
+    if not math.isfinite(entry["cramers_v"]):
+        return f"NaN ({entry['reason']})" if entry.get("reason") else "NaN"
+    return f"{entry['cramers_v']:.2f} (χ² p {format_p(entry['chi2_p'])}, n {entry['n']:,})"
 
 
 def _value_only(metric: Metric | None) -> str:

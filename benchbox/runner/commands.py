@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..data.commands import add_skin_tone_option
 from ..errors import BenchboxError
 
 
@@ -42,6 +43,7 @@ def register(subparsers) -> None:
     run.add_argument("--weights-dir", help="folder of local pretrained weights, looked at before any download")
     run.add_argument("--only-present", action="store_true", help="use only the listed images that exist")
     run.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail")
+    add_skin_tone_option(run)
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="local: one job after another in this process (default); ray: every (method, seed) job "
                           "as a task on a Ray cluster (pip install 'benchbox[ray]'; README, 'Running on a Ray cluster')")
@@ -69,7 +71,7 @@ def run_command(args) -> int:
         methods=methods, data=args.data, split=args.split, profile=args.profile, seeds=args.seeds,
         out=args.out, device=args.device, explain_n=args.explain_n, faithfulness=args.faithfulness,
         pretrained=args.pretrained, weights_dir=args.weights_dir, only_present=args.only_present,
-        on_bad_image=args.on_bad_image, executor=args.executor, ray_address=args.ray_address,
+        on_bad_image=args.on_bad_image, ita_correction=args.ita_correction, executor=args.executor, ray_address=args.ray_address,
         ray_retries=args.ray_retries,
     )
     return execute(config, progress=not args.quiet)

@@ -8,6 +8,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ..data.ita import CORRECTIONS
 from ..errors import BenchboxError
 
 FAITHFULNESS = ("none", "fast", "road")
@@ -47,6 +48,7 @@ class RunConfig:
     weights_dir: str | None = None
     only_present: bool = False
     on_bad_image: str = "fail"
+    ita_correction: str = "source"  # colour correction before skin tone is measured (benchbox.data.ita)
     # where the jobs run, not what they compute: left out of the run's identity, like out and device
     executor: str = "local"  # local | ray (runner/ray_executor.py)
     ray_address: str | None = None  # None = ray.init's own choice: $RAY_ADDRESS, a cluster on this machine, else a new one
@@ -58,6 +60,8 @@ class RunConfig:
         check_seeds(self.seeds)
         if not DEVICE_PATTERN.fullmatch(self.device):
             raise BenchboxError(f"--device must be auto, cpu, cuda or cuda:N, not {self.device!r}")
+        if self.ita_correction not in CORRECTIONS:
+            raise BenchboxError(f"--ita-correction must be one of {', '.join(CORRECTIONS)}, not {self.ita_correction!r}")
         if self.executor not in EXECUTORS:
             raise BenchboxError(f"--executor must be one of {EXECUTORS}, not {self.executor!r}")
         if isinstance(self.ray_retries, bool) or not isinstance(self.ray_retries, int) or self.ray_retries < 0:

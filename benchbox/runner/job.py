@@ -229,11 +229,11 @@ def score(method: str, task: str, frame: pd.DataFrame, manifest: pd.DataFrame, m
         threshold = youden_threshold(_malignant(val), val["p_malignant"].to_numpy())
     y_true, proba = probabilities(test, task)
     rows = manifest.set_index("image_id").loc[test["image_id"]]
-    from ..metrics.subgroups import subgroup_attributes as make_attributes
+    from ..metrics.subgroups import adjustment_strata, subgroup_attributes as make_attributes
 
     attributes = make_attributes(rows, config.subgroup_attributes, config.age_band_edges, config.ita_light_dark_cut)
     metrics = evaluate(task, y_true, proba, test["lesion_id"].to_numpy(), attributes, threshold, config,
-                       method=method)
+                       method=method, strata=adjustment_strata(rows, config))
     extra = {"threshold": threshold, "threshold_rule": "method" if method_threshold is not None else "youden_on_val"}
     if task == "multiclass":
         extra["confusion_matrix"] = confusion_matrix(y_true, proba.argmax(axis=1), len(CLASSES)).tolist()

@@ -69,7 +69,7 @@ def pool_method(run_dir: Path, method: str, task: str, seeds: list[int], manifes
     """Score every seed of one method together and write `<method>/metrics.json`; returns its content."""
     from ..metrics.config import load_config
     from ..metrics.seeds import pool_entries
-    from ..metrics.subgroups import subgroup_attributes
+    from ..metrics.subgroups import adjustment_strata, subgroup_attributes
     from ..metrics.suite import evaluate_seeds
 
     config = load_config()
@@ -85,7 +85,8 @@ def pool_method(run_dir: Path, method: str, task: str, seeds: list[int], manifes
     rows = manifest.set_index("image_id").loc[reference["image_id"]]
     attributes = subgroup_attributes(rows, config.subgroup_attributes, config.age_band_edges, config.ita_light_dark_cut)
     metrics = evaluate_seeds(task, y_true, probas, reference["lesion_id"].to_numpy(), attributes,
-                             [m.get("threshold") for m in per_seed], config, method=method)
+                             [m.get("threshold") for m in per_seed], config, method=method,
+                             strata=adjustment_strata(rows, config))
     others = [{k: v for k, v in m["metrics"].items() if k not in metrics} for m in per_seed]
     for name, entry in pool_entries(others, config.bootstrap.alpha).items():
         metrics[name] = {**entry, "n_seeds": len(seeds)}

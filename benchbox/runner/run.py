@@ -84,7 +84,7 @@ def validate(config: RunConfig, progress: bool = True) -> dict:
     from ..data.load import load_dataset
 
     dataset = load_dataset(config.data, only_present=config.only_present, on_bad_image=config.on_bad_image,
-                           progress=progress)
+                           progress=progress, ita_correction=config.ita_correction)
     if not dataset.has_masks:
         needing = [name for name, card in selected.items() if card.needs_masks]
         if needing:
@@ -149,6 +149,22 @@ def compare_methods(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], m
         for row in compare_all_seeds(board.primary, labels, members, clusters, config):
             results.append({"board": board.name, "metric": board.primary, **row})
     return results
+
+
+def confounding_of_test_images(manifest: pd.DataFrame, split_table: pd.DataFrame) -> dict:
+    """How each subgroup attribute goes with image source and class on the scored test images
+    (run.json "confounding"; metrics/confounding.py), so a report can tell a skin-tone gap from a
+    device or case-mix gap."""
+    from ..metrics.config import load_config
+    from ..metrics.confounding import confounding_tables
+    from ..metrics.subgroups import subgroup_attributes
+
+    config = load_config()
+    test = split_table.loc[split_table["split"] == "test", "image_id"]
+    rows = manifest.set_index("image_id").loc[test[~test.isin(unscored_ids(manifest))]]
+    attributes = subgroup_attributes(rows, config.subgroup_attributes, config.age_band_edges, config.ita_light_dark_cut)
+    return confounding_tables(attributes, rows["source"].to_numpy(dtype=object), rows["dx"].to_numpy(dtype=object),
+                              rows["malignant"].to_numpy())
 
 
 def pool_seeds(run_dir: Path, jobs: list[JobSpec], tasks: dict[str, str], manifest: pd.DataFrame, record: dict) -> None:
@@ -272,6 +288,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
             "evaluation": evaluation,
             "pretrained": checked["pretrained"],
             "metric_suites_sha256": suites_hash,
+            "confounding": confounding_of_test_images(dataset.manifest, split_table),
             # this invocation's jobs (finished ones are skipped and listed again), and the outside
             # models `benchbox score` added, which stay on the boards
             "jobs": {name: job for name, job in previous.get("jobs", {}).items() if job.get("scored")},

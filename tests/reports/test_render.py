@@ -110,7 +110,7 @@ def metric_for(headings: list[str], header: list[str], row: dict[str, str], colu
         return row["method"], f"xai.{explainer}.{name}"
     if "group" in header:
         attribute = headings[-1].removeprefix("By ")
-        suffix = {"value": "", "gap vs rest": "gap."}.get(column)
+        suffix = {"value": "", "gap vs rest": "gap.", "source-adjusted gap": "adjusted_gap."}.get(column)
         if suffix is None:
             return None
         return row["method"], f"subgroup.{attribute}.{row['metric']}.{suffix}{row['group']}"
