@@ -98,7 +98,7 @@ def test_detail_table_marks_gaps_whose_ci_excludes_zero():
     rows = {r[2]: r for r in ([c.strip() for c in line.split("|")[1:-1]] for line in table.splitlines()[2:])}
     assert rows["light"][3:6] == ["50", "0.850 [0.800, 0.900]", "0.150 [0.0500, 0.250] *"]
     assert rows["dark"][5] == "-0.150 [-0.250, 0.0100]"  # the CI holds 0: no mark
-    assert rows["tiny"][4:] == ["NaN", "NaN", "group 'tiny' has 5 images"]
+    assert rows["tiny"][4:] == ["NaN", "NaN", "—", "group 'tiny' has 5 images"]  # no source-adjusted gap recorded
     assert set(rows) == {"light", "dark", "tiny"}  # worst_gap is no group
     assert gap_is_significant(Metric(0.1, 0.01, 0.2)) and not gap_is_significant(Metric(0.1))
 
