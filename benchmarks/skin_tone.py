@@ -18,12 +18,12 @@ import argparse
 import sys
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchbox.data import ita  # noqa: E402
+from benchbox.data.dataset import ANALYSIS_SIZE  # noqa: E402
 from benchbox.data.load import ensure_default_synthderm, load_dataset  # noqa: E402
 from benchbox.data.synthderm import TRUTH_FILE  # noqa: E402
 from benchbox.reports.boards import markdown_table  # noqa: E402
@@ -38,13 +38,11 @@ def measured(spec: str, correction: str, validity: bool = True, only_present: bo
     dataset = load_dataset(spec, only_present=only_present, ita_correction=correction)
     manifest = dataset.manifest
     if not validity:  # recompute without the validity rule (the loader always applies it)
-        images, masks = dataset.arrays(128)
+        images, masks = dataset.arrays(ANALYSIS_SIZE)
         has_mask = (manifest["mask_path"] != "").to_numpy()
         image_masks = [masks[i] if masks is not None and has_mask[i] else None for i in range(len(images))]
-        estimates = np.array([ita.light_estimate(image, mask) for image, mask in zip(images, image_masks)])
-        gains, _ = ita.correction_gains(estimates, manifest["source"].to_numpy(dtype=object), correction)
-        values = [ita.corrected_skin_tone(image, mask, g, validity=False)[0]
-                  for image, mask, g in zip(images, image_masks, gains)]
+        values, _, _ = ita.skin_tones(images, image_masks, manifest["source"].to_numpy(dtype=object), correction,
+                                      validity=False)
         manifest = manifest.assign(ita=values)
     return manifest[["image_id", "source", "ita"]]
 

@@ -246,15 +246,17 @@ def corrected_skin_tone(image: np.ndarray, mask: np.ndarray | None, gains: np.nd
     return float(np.median(angles)), ""
 
 
-def skin_tones(images: np.ndarray, masks: list, sources: np.ndarray, correction: str = DEFAULT_CORRECTION) -> tuple[np.ndarray, list[str], dict]:
+def skin_tones(images: np.ndarray, masks: list, sources: np.ndarray, correction: str = DEFAULT_CORRECTION,
+               validity: bool = True) -> tuple[np.ndarray, list[str], dict]:
     """ITA per image (NaN where unmeasurable), the reason per image ("" where measured), and the
-    per-source lights of a `source` correction; `masks[i]` is image i's lesion mask or None."""
+    per-source lights of a `source` correction; `masks[i]` is image i's lesion mask or None;
+    `validity` as in `corrected_skin_tone`."""
     if correction == "none":
         tones = [skin_tone(image, mask) for image, mask in zip(images, masks)]
         return np.array([t[0] for t in tones], dtype=float), [t[1] for t in tones], {}
     estimates = np.array([light_estimate(image, mask) for image, mask in zip(images, masks)]).reshape(-1, 3)
     gains, lights = correction_gains(estimates, np.asarray(sources, dtype=object), correction)
-    tones = [corrected_skin_tone(image, mask, g) for image, mask, g in zip(images, masks, gains)]
+    tones = [corrected_skin_tone(image, mask, g, validity) for image, mask, g in zip(images, masks, gains)]
     return np.array([t[0] for t in tones], dtype=float), [t[1] for t in tones], lights
 
 

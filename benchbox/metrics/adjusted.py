@@ -26,7 +26,7 @@ import numpy as np
 from ..errors import BenchboxError
 from ..labels import BINARY_CLASSES, CLASSES
 from .classification import CONFUSION_METRICS, confusion_metrics
-from .subgroups import SegmentMetrics, _problem, group_key
+from .subgroups import SegmentMetrics, _problem, group_keys
 
 # Weighted confusion matrices (rows x n_segments x K x K, rows = true class) of each segment for
 # task "multiclass" (K = 7, CLASSES order) or "binary" (0 = benign, 1 = malignant); -1 = left out.
@@ -87,8 +87,8 @@ def adjusted_gap_replicates(
     (n_gs + n_rs) from the image counts. A row where d_s is NaN leaves that source out of the
     row's sum; a row where every pooled d_s is NaN is NaN.
     """
-    keys = np.array([group_key(v) for v in np.asarray(values, dtype=object)], dtype=object)
-    stratum_keys = np.array([group_key(v) for v in np.asarray(strata, dtype=object)], dtype=object)
+    keys = group_keys(values)
+    stratum_keys = group_keys(strata)
     if len(keys) != len(stratum_keys):
         raise BenchboxError(
             f"adjusted gaps of {attribute!r}: {len(keys)} group values but {len(stratum_keys)} source values; "

@@ -16,7 +16,7 @@ from scipy.stats import chi2_contingency
 from scipy.stats.contingency import association as scipy_association
 
 from ..errors import BenchboxError
-from .subgroups import group_key
+from .subgroups import group_keys
 
 
 def association(values: np.ndarray, other: np.ndarray, *, name: str = "", other_name: str = "") -> dict:
@@ -31,8 +31,8 @@ def association(values: np.ndarray, other: np.ndarray, *, name: str = "", other_
     {"rows", "columns", "counts", "n", "n_missing", "cramers_v", "chi2_p", "reason"}.
     """
     name, other_name = name or "row value", other_name or "column value"
-    row_keys = np.array([group_key(v) for v in np.asarray(values, dtype=object)], dtype=object)
-    column_keys = np.array([group_key(v) for v in np.asarray(other, dtype=object)], dtype=object)
+    row_keys = group_keys(values)
+    column_keys = group_keys(other)
     if len(row_keys) != len(column_keys):
         raise BenchboxError(
             f"association of {name} and {other_name}: {len(row_keys)} and {len(column_keys)} values; "
@@ -82,7 +82,7 @@ def confounding_tables(
             )
     out = {}
     for attribute, values in attributes.items():
-        keys = np.array([group_key(v) for v in np.asarray(values, dtype=object)], dtype=object)
+        keys = group_keys(values)
         if len(keys) != len(malignant):
             raise BenchboxError(
                 f"confounding tables: attribute {attribute!r} has {len(keys)} values but there are "

@@ -38,6 +38,11 @@ def group_key(value: object) -> str | None:
     return re.sub(r"[^A-Za-z0-9_+\-]+", "_", text).strip("_") or None
 
 
+def group_keys(values) -> np.ndarray:
+    """`group_key` of every value (an object array; None where the value is missing)."""
+    return np.array([group_key(v) for v in np.asarray(values, dtype=object)], dtype=object)
+
+
 def age_band(ages: np.ndarray, edges: Sequence[float]) -> np.ndarray:
     """Age bands from ages in years: edges (30, 45, 60, 75) give 0-29, 30-44, 45-59, 60-74, 75+; NaN -> "unknown"."""
     ages = np.asarray(ages, dtype=np.float64)
@@ -116,7 +121,7 @@ def subgroup_replicates(
     averages replicates over training seeds passes worst_gaps=False and calls `add_worst_gaps` on
     the averaged replicates, so that the worst group is picked on the averaged point estimate.
     """
-    keys = np.array([group_key(v) for v in values], dtype=object)
+    keys = group_keys(values)
     known = np.array([k is not None for k in keys], dtype=bool)
     groups = sorted({k for k in keys[known]})
     result = SubgroupResult()
@@ -232,7 +237,7 @@ def heterogeneity_test(
     """
     errors = np.asarray(errors, dtype=np.float64)
     clusters = np.asarray(clusters)
-    keys = np.array([group_key(v) for v in np.asarray(groups, dtype=object)], dtype=object)
+    keys = group_keys(groups)
     if not (len(errors) == len(keys) == len(clusters)):
         raise BenchboxError(
             f"heterogeneity test: {len(errors)} errors, {len(keys)} group values and {len(clusters)} lesion ids"
