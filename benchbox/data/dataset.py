@@ -113,7 +113,7 @@ def _correction_note(correction: str, lights: dict) -> str:
         return (f"{SKIN_TONE_NOTE}after plain per-image Shades of Gray (p = 6, --ita-correction image), which turns "
                 "skin grey and ITA towards +-90 degrees: for comparison only")
     gains = "; ".join(f"{name} ({entry['images']:,} images) x{'/'.join(f'{g:.2f}' for g in entry['gains'])}"
-                      for name, entry in lights.items())
+                      for name, entry in lights.items()) or "none (no source has an image with usable skin pixels)"
     return (f"{SKIN_TONE_NOTE}after per-source colour correction (Shades of Gray p = 6, each source's median light "
             f"mapped to typical light skin; assumes the sources' patients share the median skin hue), R/G/B gains: {gains}")
 
