@@ -19,6 +19,7 @@ COMMAND_MODULES = (
     "benchbox.reports.commands",
     "benchbox.gate_commands",
     "benchbox.score.commands",
+    "benchbox.planted.commands",
 )
 
 

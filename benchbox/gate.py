@@ -33,7 +33,7 @@ BASELINE_FORMAT = 2
 PROTOCOL_FIELDS = ("dataset_hash", "split_hash", "profile", "seeds", "explain_n", "faithfulness", "deletion_steps")
 # The RunConfig fields a rerun needs (out and device belong to the machine, not the run).
 CONFIG_FIELDS = ("methods", "data", "split", "profile", "seeds", "explain_n", "faithfulness", "pretrained",
-                 "weights_dir", "only_present", "on_bad_image", "ita_correction")
+                 "weights_dir", "only_present", "on_bad_image", "ita_correction", "allow_leaky_split")
 RULE_KEYS = {"abs", "ci", "chance", "degenerate"}
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import time
 from pathlib import Path
 
@@ -29,10 +30,26 @@ def register(subparsers) -> None:
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
         "--artefact-correlation",
-        type=float,
+        type=_artefact_correlation,
         default=None,
-        metavar="S",
-        help="plant a hair/ruler/ink association with malignancy, 0 (none) to 1 (exact); default: none",
+        metavar="S|JSON",
+        help="plant a hair/ruler/ink association with malignancy: a number from 0 (none) to 1 (exactly the "
+             "malignant images carry all three), or per-class probabilities as JSON, e.g. "
+             "'{\"ink\": {\"mel\": 0.8, \"nv\": 0.1}}' (unnamed classes keep the base rate); default: none",
+    )
+    synth.add_argument(
+        "--lesion-contrast",
+        type=_lesion_contrast,
+        default=None,
+        metavar="graded|equal|FLOOR",
+        help="lesion contrast by skin tone: graded = pigment fades to 0.5x on the darkest skin (ITA <= -40), "
+             "equal = full contrast on every skin, a number in (0, 1] = that factor at ITA <= -40 "
+             "(lower: a stronger skin-tone gap); default: graded, equal with --difficulty easy",
+    )
+    synth.add_argument(
+        "--artefact-masks",
+        action="store_true",
+        help="also write synthderm_ink_masks/<image_id>_ink.png (0/255) for every image with an ink marker",
     )
     synth.add_argument(
         "--difficulty",
@@ -59,13 +76,43 @@ def run_synth(args) -> int:
             ("size", args.size),
             ("artefact_correlation", args.artefact_correlation),
             ("difficulty", args.difficulty),
+            ("lesion_contrast", args.lesion_contrast),
         )
         if value is not None
     }
+    if args.artefact_masks:
+        options["artefact_masks"] = True
     start = time.perf_counter()
     generate(args.out, seed=args.seed, **options)
     print(f"wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
+
+
+def _artefact_correlation(text: str) -> float | dict:
+    """A number, or a JSON object {artefact: {class: probability}}; generate checks the values."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict) or not all(isinstance(v, dict) for v in value.values()):
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: use a number in [0, 1] or JSON like '{{\"ink\": {{\"mel\": 0.8}}}}' "
+            "(artefact -> class -> probability)"
+        )
+    return value
+
+
+def _lesion_contrast(text: str) -> str | float:
+    if text in ("graded", "equal"):
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: use graded, equal or a number in (0, 1]") from None
 
 
 def add_skin_tone_option(parser: argparse.ArgumentParser) -> None:

@@ -59,6 +59,15 @@ def ensure_easy_synthderm() -> Path:
     return _ensure_generated(easy_synthderm_dir(), **EASY_SYNTHDERM)
 
 
+def ensure_synthderm_variant(name: str, **options) -> Path:
+    """A synthderm generated with `options` (synthderm.generate's arguments), once, into the cache;
+    keyed by the generator's source and the options, like the built-in datasets."""
+    import json
+
+    key = hashlib.sha256(json.dumps(options, sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return _ensure_generated(cache_dir() / "synthderm" / f"{name}-{_generator_hash()}-{key}", **options)
+
+
 def parse_spec(spec: str) -> tuple[str, Path | None]:
     """Split 'kind:PATH'; only the built-in synthderm and synthderm-easy may omit the path."""
     kind, _, path = spec.partition(":")

@@ -5,7 +5,9 @@ claims (leakage inflates scores, skin tone changes accuracy, artefacts can be sh
 dataset whose answers are planted and known. `generate` writes `HAM10000_metadata.csv`,
 `HAM10000_images_part_1/SYN_nnnnnnn.jpg`, `HAM10000_segmentations_lesion_tschandl/
 SYN_nnnnnnn_segmentation.png` (exact 0/255 lesion masks) and `synthderm_truth.csv` (the planted
-answers), so the ordinary ham10000 adapter reads it.
+answers: per image its lesion, class, mimicked class, site, ITA, hair/ruler/ink flags, pose), so
+the ordinary ham10000 adapter reads it; with `artefact_masks=True` also
+`synthderm_ink_masks/SYN_nnnnnnn_ink.png` (0/255) for each image with an ink marker.
 
 Generative model (every random draw comes from `numpy.random.default_rng((seed, lesion, stream))`,
 so a lesion's images do not depend on the order or the process that renders them):
@@ -48,11 +50,24 @@ so a lesion's images do not depend on the order or the process that renders them
   site's optics: as real skin sits under a real dermoscope, the site's light then shifts the
   ITA one measures from the pixels (by +30 degrees at the median on the bluish synth_modern), and
   colour-corrected ITA (`benchbox.data.ita`) must recover the planted one. Skin texture is
-  mean-free and vignetting mild. Lesion pigment is scaled by 0.5-1.0 from dark to light skin,
-  so lesions have lower contrast on darker skin.
+  mean-free and vignetting mild. Lesion pigment is scaled by `contrast_factor`: by default
+  ("graded") from 0.5 at ITA <= -40 linearly up to 1.0 at ITA >= 50, so lesions have lower
+  contrast on darker skin: the median CIE76 difference of the lesion's mean colour from the
+  skin is ~9 graded vs ~14 equal at ITA < -30, ~15 vs ~20 at ITA <= 28, ~27 either way above.
+  `lesion_contrast` sets the floor at ITA <= -40 ("equal": 1.0 everywhere; a float: a stronger
+  or weaker ramp). What the ramp costs a classifier is small: for a logistic regression on
+  whole-image colour percentiles (1,500 lesions, 64 px, 5-fold lesion-grouped), the malignant
+  AUC on ITA <= 28 minus that on ITA > 28 is +0.03 with equal contrast, +0.02 graded, -0.01 at
+  floor 0.25 and -0.02 at floor 0.1: the pigment is fainter but, noise being low, still tells.
 * Artefacts (hair, ruler, ink), drawn per image. Their rates are class-independent by default
   (hair 35%, ruler 12%, ink 6%); `artefact_correlation` plants a class association (see
-  `generate`).
+  `generate`). The flags come from the same uniform draws whatever the rates, and the shapes of
+  the artefacts an image has at the default rates are drawn first from its render stream (absent
+  ones too), any other from a stream of its own: so datasets that differ only in
+  `artefact_correlation` are counterfactual pairs, alike in everything but the artefacts (skin,
+  lesion, sensor noise; an image with the same flags has the same bytes). Ink masks
+  (`artefact_masks`) mark the pixels whose colour is more than INK_MASK_THRESHOLD (a quarter)
+  marker before the site's blur: the visibly violet line, without its faint anti-aliased fringe.
 * Sites (the `dataset` column): four imaging set-ups with different light colours (per-channel
   gains of equal luminance, from bluish to reddish like HAM10000's sources), saturation, vignetting, circular field stop, blur and sensor noise. Like HAM10000's
   sources, sites see classes in different proportions (HAM10000's source x class table mixed half
@@ -103,6 +118,7 @@ METADATA_FILE = "HAM10000_metadata.csv"
 IMAGE_DIR = "HAM10000_images_part_1"
 MASK_DIR = "HAM10000_segmentations_lesion_tschandl"
 TRUTH_FILE = "synthderm_truth.csv"
+INK_MASK_DIR = "synthderm_ink_masks"  # written only with artefact_masks=True
 METADATA_COLUMNS = ("lesion_id", "image_id", "dx", "dx_type", "age", "sex", "localization", "dataset")
 JPEG_QUALITY = 90
 
@@ -111,6 +127,7 @@ CLASS_FLOOR = 0.04  # every class gets at least this share of lesions
 
 ARTEFACTS = ("hair", "ruler", "ink")
 ARTEFACT_RATE = {"hair": 0.35, "ruler": 0.12, "ink": 0.06}
+INK_MASK_THRESHOLD = 0.25  # an ink mask pixel's colour is more than this share marker
 
 # ITA categories (lower, upper bound in degrees) and the share of lesions drawn from each.
 SKIN_TONES = (
@@ -279,6 +296,9 @@ class View:
     relabelled: bool = False
     image_id: str = ""
     lesion_id: str = ""
+    # (hair, ruler, ink) at the class-independent ARTEFACT_RATE, from the same draws; None: as
+    # above. Their shapes come first from the render stream whatever artefact_correlation says.
+    base_artefacts: tuple[bool, bool, bool] | None = None
 
 
 @dataclass(frozen=True)
@@ -297,6 +317,7 @@ class LesionPlan:
     skin_b: float
     views: tuple[View, ...]
     difficulty: str = "default"
+    lesion_contrast: float = 0.5  # lesion pigment scale at ITA <= -40 (see contrast_factor)
 
     @property
     def lesion_id(self) -> str:
@@ -315,6 +336,8 @@ def generate(
     artefact_correlation: dict | float | None = None,
     workers: int | None = None,
     difficulty: str = "default",
+    lesion_contrast: str | float | None = None,
+    artefact_masks: bool = False,
 ) -> Path:
     """Write a synthderm dataset to `out_dir` (which must not exist or be empty) and return it.
 
@@ -322,11 +345,23 @@ def generate(
     A float s in [0, 1]: each artefact is present with probability base + s * (1 - base) on
     malignant (mel, bcc, akiec) images and base * (1 - s) on benign ones (1.0: exactly the
     malignant images carry all three). A dict {artefact: {class: probability}}: those
-    probabilities replace the base rate for the classes named. `workers` processes render the
-    lesions (default: one per CPU); the files do not depend on it. `difficulty="easy"` makes the
-    class signal clearly stronger for small, quick models (see EASY_PULL); the plans (classes,
-    metadata, sites, skin tones, images per lesion, poses, artefacts) are those of the default
-    dataset with the same arguments.
+    probabilities replace the base rate for the classes named. Datasets that differ only in
+    `artefact_correlation` are counterfactual pairs: the same images, lesions, metadata, poses,
+    lesion masks, skin and sensor noise; only artefacts differ, each drawn with the same shape
+    wherever both versions have it (the base-rate artefacts first from the render stream, any
+    other from its own), and an image whose hair/ruler/ink flags agree is byte-identical.
+    `workers` processes render the lesions (default: one per CPU); the files do not depend on it.
+    `difficulty="easy"` makes the class signal clearly stronger for small, quick models (see
+    EASY_PULL); the plans (classes, metadata, sites, skin tones, images per lesion, poses,
+    artefacts) are those of the default dataset with the same arguments.
+
+    `lesion_contrast` plants (or removes) the skin-tone gap: lesion pigment is scaled by
+    `contrast_factor(ita, floor)`, a ramp from `floor` at ITA <= -40 to 1 at ITA >= 50 degrees.
+    "graded" is floor 0.5, "equal" floor 1 (the same contrast on every skin), a float in (0, 1]
+    that floor (lower: a stronger gap); None (default): graded, or equal with difficulty="easy".
+    `artefact_masks=True` also writes INK_MASK_DIR/<image_id>_ink.png for every image whose truth
+    says ink (and for no other): 255 where the marker makes up more than INK_MASK_THRESHOLD of
+    the pixel's colour before the site's optics, else 0.
     """
     out_dir = Path(out_dir)
     if n_lesions < len(CLASSES):
@@ -335,17 +370,21 @@ def generate(
         raise BenchboxError(f"synthderm: size={size} px is too small; use at least 32.")
     if difficulty not in DIFFICULTIES:
         raise BenchboxError(f"synthderm: difficulty={difficulty!r}; use one of {list(DIFFICULTIES)}.")
+    if not isinstance(artefact_masks, bool):
+        raise BenchboxError(f"synthderm: artefact_masks={artefact_masks!r}; use True or False.")
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BenchboxError(f"synthderm: {out_dir} already exists and is not empty; remove it or choose another --out.")
     artefact_prob = artefact_probabilities(artefact_correlation)
-    plans = plan_dataset(n_lesions, seed, artefact_prob, difficulty)
+    plans = plan_dataset(n_lesions, seed, artefact_prob, difficulty, lesion_contrast)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
     try:
         (partial / IMAGE_DIR).mkdir()
         (partial / MASK_DIR).mkdir()
-        jobs = [(plan, seed, size, str(partial)) for plan in plans]
+        if artefact_masks:
+            (partial / INK_MASK_DIR).mkdir()
+        jobs = [(plan, seed, size, str(partial), artefact_masks) for plan in plans]
         with contextlib.ExitStack() as stack:
             mapper = map
             if (workers or os.cpu_count() or 1) > 1:
@@ -363,6 +402,39 @@ def generate(
         shutil.rmtree(partial, ignore_errors=True)
         raise
     return out_dir
+
+
+def ink_mask_path(root: Path, image_id: str) -> Path:
+    """Where artefact_masks=True writes an image's ink mask (absent for an image without ink)."""
+    return Path(root) / INK_MASK_DIR / f"{image_id}_ink.png"
+
+
+LESION_CONTRASTS = {"graded": 0.5, "equal": 1.0}
+
+
+def contrast_floor(lesion_contrast: str | float | None, difficulty: str = "default") -> float:
+    """The lesion-contrast floor (contrast at ITA <= -40) of `generate`'s parameter."""
+    if lesion_contrast is None:
+        return LESION_CONTRASTS["equal" if difficulty == "easy" else "graded"]
+    if isinstance(lesion_contrast, str):
+        if lesion_contrast not in LESION_CONTRASTS:
+            raise BenchboxError(
+                f"synthderm: lesion_contrast={lesion_contrast!r}; use {list(LESION_CONTRASTS)} or a number in (0, 1]."
+            )
+        return LESION_CONTRASTS[lesion_contrast]
+    if isinstance(lesion_contrast, bool) or not isinstance(lesion_contrast, (int, float)) or not 0 < lesion_contrast <= 1:
+        raise BenchboxError(
+            f"synthderm: lesion_contrast={lesion_contrast!r}; use {list(LESION_CONTRASTS)} or a number in (0, 1]."
+        )
+    return float(lesion_contrast)
+
+
+def contrast_factor(ita: float, floor: float) -> float:
+    """The scale of a lesion's pigment on skin of this ITA: `floor` at ITA <= -40, rising linearly
+    to 1 at ITA >= 50 (lower contrast on darker skin; floor 1: equal on every skin)."""
+    if floor == 1.0:
+        return 1.0
+    return float(np.clip(floor + (1.0 - floor) * (ita + 40.0) / 90.0, floor, 1.0))
 
 
 def artefact_probabilities(correlation: dict | float | None) -> np.ndarray:
@@ -402,12 +474,16 @@ def class_counts(n_lesions: int) -> dict[str, int]:
 # Planning: classes, metadata, images and ids (cheap; done before any rendering)
 
 
-def plan_dataset(n_lesions: int, seed: int, artefact_prob: np.ndarray, difficulty: str = "default") -> list[LesionPlan]:
+def plan_dataset(
+    n_lesions: int, seed: int, artefact_prob: np.ndarray, difficulty: str = "default",
+    lesion_contrast: str | float | None = None,
+) -> list[LesionPlan]:
     """Plans for every lesion, with lesion and image ids assigned."""
     rng = np.random.default_rng(seed)
     counts = class_counts(n_lesions)
     classes = rng.permutation(np.repeat(CLASSES, [counts[dx] for dx in CLASSES]))
-    plans = [_plan_lesion(seed, i, str(dx), artefact_prob, difficulty) for i, dx in enumerate(classes)]
+    floor = contrast_floor(lesion_contrast, difficulty)
+    plans = [_plan_lesion(seed, i, str(dx), artefact_prob, difficulty, floor) for i, dx in enumerate(classes)]
 
     n_images = sum(len(p.views) for p in plans)
     image_numbers = iter(rng.permutation(n_images) + 1)
@@ -424,7 +500,9 @@ def plan_dataset(n_lesions: int, seed: int, artefact_prob: np.ndarray, difficult
     return with_ids
 
 
-def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray, difficulty: str = "default") -> LesionPlan:
+def _plan_lesion(
+    seed: int, index: int, dx: str, artefact_prob: np.ndarray, difficulty: str = "default", floor: float | None = None
+) -> LesionPlan:
     rng = np.random.default_rng((seed, index, 0))
     k = CLASSES.index(dx)
     looks_like = dx
@@ -455,8 +533,10 @@ def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray, diff
         n_views += int(rng.choice(extra, p=share))
     relabel = n_views > 1 and rng.random() < RELABEL_SHARE
     views = []
+    base_prob = np.array([ARTEFACT_RATE[a] for a in ARTEFACTS])
     for number in range(n_views):
-        present = rng.random(len(ARTEFACTS)) < artefact_prob[k]
+        draws = rng.random(len(ARTEFACTS))
+        present, base = draws < artefact_prob[k], draws < base_prob
         views.append(
             View(
                 number=number,
@@ -468,9 +548,13 @@ def _plan_lesion(seed: int, index: int, dx: str, artefact_prob: np.ndarray, diff
                 ruler=bool(present[1]),
                 ink=bool(present[2]),
                 relabelled=relabel and number == n_views - 1,
+                base_artefacts=(bool(base[0]), bool(base[1]), bool(base[2])),
             )
         )
-    return LesionPlan(index, dx, looks_like, age, sex, localization, dx_type, site, skin_a, skin_b, tuple(views), difficulty)
+    floor = contrast_floor(None, difficulty) if floor is None else floor
+    return LesionPlan(
+        index, dx, looks_like, age, sex, localization, dx_type, site, skin_a, skin_b, tuple(views), difficulty, floor
+    )
 
 
 def _normalise(weights) -> np.ndarray:
@@ -643,8 +727,9 @@ def _vessel_tree(rng: np.random.Generator, strength: float) -> np.ndarray:
 # Rendering one image
 
 
-def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 RGB image (size x size x 3) and exact boolean mask of one view of a lesion."""
+def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int, ink_cover: bool = False):
+    """The uint8 RGB image (size x size x 3) and exact boolean mask of one view of a lesion; with
+    `ink_cover`, also the share of each pixel's colour that is ink marker (before the site's optics)."""
     rng = np.random.default_rng((seed, plan.index, 2 + view.number))
     site = SITE_BY_NAME[plan.site]
     p = look.params
@@ -673,7 +758,7 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
     # The lesion: absorption by its pigment maps, then white, on its pixels only.
     if mask.any():
         canvases = _draw_structures(look, to_pixels, radius * half, size)
-        contrast = 1.0 if plan.difficulty == "easy" else float(np.clip(0.5 + 0.5 * (view.ita + 40.0) / 90.0, 0.5, 1.0))
+        contrast = contrast_factor(view.ita, plan.lesion_contrast)
         edge = max(p["fuzz"], 1.5 / (radius * half))  # at least 1.5 px
         alpha = contrast * np.sqrt(_smoothstep(0.0, edge, (border - rho)[mask]))  # visible close to the mask edge
         r_norm = (rho / border)[mask]
@@ -688,13 +773,20 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int)
         lesion = linear[mask] * pm.exp(-alpha[:, None] * absorbance)
         white = np.clip(alpha * white, 0, 0.9)[:, None]
         linear[mask] = lesion + white * (WHITE - lesion)
-    linear = _draw_artefacts(rng, linear, view, size, radius)
+
+    # Artefacts; one beyond the view's base-rate ones is drawn from a stream of its own.
+    def own_stream(artefact: int) -> np.random.Generator:
+        return np.random.default_rng((seed, plan.index, 2 + view.number, 1 + artefact))
+
+    linear, ink = _draw_artefacts(rng, own_stream, linear, view, size, radius)
 
     # The site: its light, saturation, vignetting and field stop, blur, sensor noise.
     linear = _site_colour(linear, site, neutral=plan.difficulty == "easy") * _site_light(site, size)[..., None]
     if site.blur > 0:
         linear = ndimage.gaussian_filter(linear, (site.blur * size / 128, site.blur * size / 128, 0))
     linear += site.noise * rng.standard_normal(linear.shape, dtype=np.float32)
+    if ink_cover:
+        return _to_srgb8(linear), mask, ink
     return _to_srgb8(linear), mask
 
 
@@ -862,47 +954,75 @@ def _draw_structures(look: Appearance, to_pixels, radius_px: float, size: int) -
     return canvases
 
 
-def _draw_artefacts(rng: np.random.Generator, linear: np.ndarray, view: View, size: int, radius: float) -> np.ndarray:
-    """Hair, ruler and ink over skin and lesion, in linear RGB."""
-    s = SUPERSAMPLE
-    px = size / 128  # line widths scale with the image
-    if view.hair:  # curved hairs, each through a point inside the image
-        image, draw = _canvas(size)
-        for _ in range(rng.integers(2, 12)):
-            centre = rng.uniform(0.1, 0.9, 2) * size
-            angles = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.6) * np.linspace(-0.5, 0.5, 16)
-            steps = np.stack([pm.cos(angles), pm.sin(angles)], 1) * rng.uniform(0.4, 1.2) * size / 16
-            points = centre + np.cumsum(steps, axis=0) - steps[:8].sum(axis=0)
-            width = max(1, round(rng.uniform(1.0, 2.0) * s * px))
-            shade = int(255 * rng.uniform(0.8, 1.0))
-            draw.line([tuple(pt) for pt in (points * s).tolist()], fill=shade, width=width, joint="curve")
-        cover = _canvas_array(image, size)[..., None]
-        linear = linear * (1 - cover) + cover * HAIR
-    if view.ruler:
-        band, band_draw = _canvas(size)
-        ticks, tick_draw = _canvas(size)
-        depth = rng.uniform(0.08, 0.12) * size
-        band_draw.rectangle([0, 0, size * s, depth * s], fill=200)
-        step = rng.uniform(0.035, 0.05) * size
-        for i, position in enumerate(np.arange(rng.uniform(0, step), size, step)):
-            tick = depth * (0.85 if i % 5 == 0 else 0.5)
-            tick_draw.line([(position * s, 0), (position * s, tick * s)], fill=255, width=max(1, round(0.6 * s * px)))
-        side = 90 * int(rng.integers(4))
-        band = _canvas_array(band.rotate(side), size)[..., None]
-        ticks = _canvas_array(ticks.rotate(side), size)[..., None]
-        linear = linear * (1 - band) + band * RULER
-        linear = linear * (1 - ticks) + ticks * HAIR
-    if view.ink:  # a surgical marker arc around the lesion, kept inside the field of view
-        image, draw = _canvas(size)
-        angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, rng.uniform(0.8, 1.8), 24)
-        reach = min(rng.uniform(1.3, 1.6) * radius, 0.8)  # image half-widths from the lesion centre
-        cols = (view.offset[0] + reach * pm.cos(angles) + 1) * size / 2
-        rows = (view.offset[1] + reach * pm.sin(angles) + 1) * size / 2
-        width = max(2, round(rng.uniform(1.5, 3.0) * s * px))
-        draw.line(list(zip((cols * s).tolist(), (rows * s).tolist())), fill=220, width=width, joint="curve")
-        cover = _canvas_array(image, size, 0.5 * px)[..., None]
-        linear = linear * (1 - cover) + cover * INK
-    return linear
+def _hair(rng: np.random.Generator, view: View, size: int, radius: float) -> list:
+    """Curved hairs, each through a point inside the image: [(coverage, colour)]."""
+    s, px = SUPERSAMPLE, size / 128  # line widths scale with the image
+    image, draw = _canvas(size)
+    for _ in range(rng.integers(2, 12)):
+        centre = rng.uniform(0.1, 0.9, 2) * size
+        angles = rng.uniform(0, 2 * np.pi) + rng.normal(0, 0.6) * np.linspace(-0.5, 0.5, 16)
+        steps = np.stack([pm.cos(angles), pm.sin(angles)], 1) * rng.uniform(0.4, 1.2) * size / 16
+        points = centre + np.cumsum(steps, axis=0) - steps[:8].sum(axis=0)
+        width = max(1, round(rng.uniform(1.0, 2.0) * s * px))
+        shade = int(255 * rng.uniform(0.8, 1.0))
+        draw.line([tuple(pt) for pt in (points * s).tolist()], fill=shade, width=width, joint="curve")
+    return [(_canvas_array(image, size)[..., None], HAIR)]
+
+
+def _ruler(rng: np.random.Generator, view: View, size: int, radius: float) -> list:
+    """A ruler's band along one edge, then its dark ticks."""
+    s, px = SUPERSAMPLE, size / 128
+    band, band_draw = _canvas(size)
+    ticks, tick_draw = _canvas(size)
+    depth = rng.uniform(0.08, 0.12) * size
+    band_draw.rectangle([0, 0, size * s, depth * s], fill=200)
+    step = rng.uniform(0.035, 0.05) * size
+    for i, position in enumerate(np.arange(rng.uniform(0, step), size, step)):
+        tick = depth * (0.85 if i % 5 == 0 else 0.5)
+        tick_draw.line([(position * s, 0), (position * s, tick * s)], fill=255, width=max(1, round(0.6 * s * px)))
+    side = 90 * int(rng.integers(4))
+    band = _canvas_array(band.rotate(side), size)[..., None]
+    ticks = _canvas_array(ticks.rotate(side), size)[..., None]
+    return [(band, RULER), (ticks, HAIR)]
+
+
+def _ink(rng: np.random.Generator, view: View, size: int, radius: float) -> list:
+    """A surgical marker arc around the lesion, kept inside the field of view."""
+    s, px = SUPERSAMPLE, size / 128
+    image, draw = _canvas(size)
+    angles = rng.uniform(0, 2 * np.pi) + np.linspace(0, rng.uniform(0.8, 1.8), 24)
+    reach = min(rng.uniform(1.3, 1.6) * radius, 0.8)  # image half-widths from the lesion centre
+    cols = (view.offset[0] + reach * pm.cos(angles) + 1) * size / 2
+    rows = (view.offset[1] + reach * pm.sin(angles) + 1) * size / 2
+    width = max(2, round(rng.uniform(1.5, 3.0) * s * px))
+    draw.line(list(zip((cols * s).tolist(), (rows * s).tolist())), fill=220, width=width, joint="curve")
+    return [(_canvas_array(image, size, 0.5 * px)[..., None], INK)]
+
+
+ARTEFACT_SHAPES = {"hair": _hair, "ruler": _ruler, "ink": _ink}  # drawn and laid on in ARTEFACTS order
+
+
+def _draw_artefacts(rng: np.random.Generator, own_stream, linear: np.ndarray, view: View, size: int, radius: float):
+    """Hair, ruler and ink over skin and lesion, in linear RGB, and the ink's share of each pixel.
+
+    The shapes of the view's base-rate artefacts (`base_artefacts`) are drawn from `rng` even when
+    absent, so what `rng` draws next (the sensor noise) never depends on artefact_correlation;
+    an artefact beyond them comes from `own_stream(index in ARTEFACTS)`.
+    """
+    present = (view.hair, view.ruler, view.ink)
+    base = present if view.base_artefacts is None else view.base_artefacts
+    ink = np.zeros(linear.shape[:2], dtype=np.float32)
+    for index, name in enumerate(ARTEFACTS):
+        if not (present[index] or base[index]):
+            continue
+        layers = ARTEFACT_SHAPES[name](rng if base[index] else own_stream(index), view, size, radius)
+        if not present[index]:
+            continue
+        for cover, colour in layers:
+            linear = linear * (1 - cover) + cover * colour
+        if name == "ink":  # laid on last, so its share of the colour is its coverage
+            ink = layers[0][0][..., 0]
+    return linear, ink
 
 
 # ---------------------------------------------------------------------------------------------
@@ -948,10 +1068,12 @@ def _to_srgb8(linear: np.ndarray) -> np.ndarray:
 # Files
 
 
-def _render_lesion_files(job: tuple[LesionPlan, int, int, str]) -> None:
-    plan, seed, size, root = job
+def _render_lesion_files(job: tuple[LesionPlan, int, int, str, bool]) -> None:
+    plan, seed, size, root, artefact_masks = job
     look = lesion_appearance(seed, plan)
     for view in plan.views:
-        image, mask = render(seed, plan, look, view, size)
+        image, mask, ink = render(seed, plan, look, view, size, ink_cover=True)
         Image.fromarray(image).save(Path(root) / IMAGE_DIR / f"{view.image_id}.jpg", quality=JPEG_QUALITY)
         Image.fromarray(mask.astype(np.uint8) * 255).save(Path(root) / MASK_DIR / f"{view.image_id}_segmentation.png")
+        if artefact_masks and view.ink:
+            Image.fromarray((ink > INK_MASK_THRESHOLD).astype(np.uint8) * 255).save(ink_mask_path(root, view.image_id))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import fnmatch
 import math
+from collections import Counter
 from typing import Any
 
 from tabulate import tabulate
@@ -23,7 +24,8 @@ DEGENERATE_MARK = "⚠"  # a seed's binary operating point put (nearly) every te
 BASELINE_EXPLAINER = "gaussian"
 # Preferred column order; further xai.<explainer>.<metric> names found in a run follow.
 EXPLANATION_METRICS = ("iou", "iou_at_mask_area", "pointing_game", "energy_pointing_game",
-                       "deletion_auc", "insertion_auc")
+                       "deletion_auc", "insertion_auc", "mprt_spearman", "mprt_ssim")
+RANDOMISATION_METRICS = ("mprt_spearman", "mprt_ssim")  # need a model: the Gaussian baseline reads n/a
 CALIBRATION_METRICS = ("ece", "ece_classwise", "brier", "nll", "binary.ece", "binary.brier", "binary.nll")
 # Patterns, in column order, for the runner's efficiency metrics (both spellings in use:
 # gflops / flops*, peak_memory* / memory.*).
@@ -259,7 +261,13 @@ def explainers(metrics: dict[str, Metric]) -> list[str]:
 
 
 def explanation_table(run: Run) -> str:
-    """One row per (method, explainer) with the method's centred-Gaussian baseline row below."""
+    """One row per (method, explainer) with the method's centred-Gaussian baseline row below.
+
+    An explainer whose maps survive full weight randomisation (mean `mprt_spearman` above
+    `MPRT_THRESHOLD`) is marked as failing the sanity check; the baseline's randomisation cells read n/a.
+    """
+    from ..explain.randomisation import MPRT_THRESHOLD  # numpy-only: torch is not loaded for a report
+
     per_method = {m: run.method_metrics(m) for m in run.methods}
     found = list(dict.fromkeys(name.split(".", 2)[2] for metrics in per_method.values()
                                for name in metrics if name.startswith("xai.") and name.count(".") >= 2))
@@ -273,7 +281,13 @@ def explanation_table(run: Run) -> str:
                 metric = metrics.get(f"xai.{explainer}.{short}")
                 if metric is not None:
                     directions.setdefault(short, metric.higher_is_better)
-                cells.append(format_metric(metric))
+                if metric is None and explainer == BASELINE_EXPLAINER and short in RANDOMISATION_METRICS:
+                    cells.append("n/a (no model)")
+                    continue
+                cell = format_metric(metric)
+                if short == "mprt_spearman" and metric is not None and metric.value > MPRT_THRESHOLD:
+                    cell += f" fails sanity check (> {MPRT_THRESHOLD})"
+                cells.append(cell)
             rows.append([method, label, *cells])
     headers = [f"{s} {arrow(directions.get(s))}".rstrip() for s in columns]
     return markdown_table(rows, ["method", "explainer", *headers])
@@ -297,7 +311,9 @@ def header_table(run: Run) -> str:
         ["dataset", f"{dataset.get('name', '—')} ({dataset.get('n_images', '?')} images, "
                     f"sha256 {str(dataset.get('hash', '—'))[:12]})"
                     + "".join(f"; {n}" for n in dataset.get("notes", []) if str(n).startswith("official scoring"))],
-        ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"],
+        ["split", f"{split.get('path') or '—'} (sha256 {str(split.get('hash', '—'))[:12]})"
+                  + (f"; **{split['leak']['note']}**" if split.get("leak") else "")
+                  + _dropped_note(split.get("dropped_images", []))],
         ["skin tone", next((str(n).removeprefix(SKIN_TONE_NOTE) for n in dataset.get("notes", [])
                             if str(n).startswith(SKIN_TONE_NOTE)), "ITA as recorded before colour correction")],
         ["profile", config.get("profile", "—")],
@@ -308,6 +324,16 @@ def header_table(run: Run) -> str:
         ["hardware", describe_mapping(info.get("hardware"))],
     ]
     return markdown_table(rows, ["", ""])
+
+
+def _dropped_note(dropped: list[dict]) -> str:
+    """The images --drop-leaking left out of val/test (the split's json says why, image by image)."""
+    if not dropped:
+        return ""
+    parts = ", ".join(f"{part} {n}" for part, n in sorted(Counter(d["part"] for d in dropped).items()))
+    ids = ", ".join(d["image_id"] for d in dropped[:5]) + (", …" if len(dropped) > 5 else "")
+    return (f"; {len(dropped)} image(s) dropped as duplicates of images of an earlier part (--drop-leaking; "
+            f"{parts}: {ids})")
 
 
 def describe_code_version(code_version: Any) -> str:

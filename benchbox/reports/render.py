@@ -85,6 +85,15 @@ def _ci_methods(run: Run) -> str:
     return ", ".join(found) if found else "not recorded"
 
 
+def stamp_leak(run: Run, sections: list[str]) -> list[str]:
+    """Every section of a run on a leaky split (--allow-leaky-split) opens with the warning."""
+    leak = run.info.get("split", {}).get("leak")
+    if not (leak and leak.get("lesions_crossing")):
+        return sections
+    warning = f"> **{leak['note']}.**"
+    return [part for s in sections for part in ([s, warning] if s.startswith("## ") else [s])]
+
+
 def _boards(run: Run, out_dir: Path) -> list[str]:
     sections = []
     for board in board_definitions():
@@ -143,7 +152,7 @@ def _subgroup_details(run: Run, out_dir: Path, done: list[str]) -> str:
             path = plots.forest(run, attribute, metric,
                                 out_dir / "plots" / f"forest_{_slug(attribute)}_{_slug(metric)}.png")
             sections.append(_image(path, out_dir, f"gaps by {attribute}, {metric}"))
-    return "\n\n".join(s for s in sections if s) + "\n"
+    return "\n\n".join(s for s in stamp_leak(run, sections) if s) + "\n"
 
 
 def render_markdown(run: Run, out_dir: Path, cards: tuple[dict, str], show_progress: bool = True) -> dict[str, str]:
@@ -220,7 +229,7 @@ def _documents(run: Run, out_dir: Path, cards: tuple[dict, str], progress: tqdm)
                      "obtained under the paper's protocol, stated beside this run's. How each plugin follows "
                      "its paper, point by point: `registry/fidelity/<method>.md`.", claims]
     progress.update()
-    documents[REPORT_NAME] = "\n\n".join(s for s in sections if s) + "\n"
+    documents[REPORT_NAME] = "\n\n".join(s for s in stamp_leak(run, sections) if s) + "\n"
     return documents
 
 

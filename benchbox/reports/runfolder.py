@@ -148,7 +148,7 @@ def _read_json(path: Path, repair: str = "") -> Any:
 # `benchbox run` flags of RunConfig fields, with the value that needs no flag.
 RUN_FLAGS = (("split", "--split", None), ("device", "--device", "auto"), ("explain_n", "--explain-n", None),
              ("faithfulness", "--faithfulness", "fast"), ("weights_dir", "--weights-dir", None),
-             ("on_bad_image", "--on-bad-image", "fail"))
+             ("on_bad_image", "--on-bad-image", "fail"), ("ita_correction", "--ita-correction", "source"))
 
 
 def rerun_command(config: Mapping[str, Any] | None, run_folder: str | Path) -> str:
@@ -170,8 +170,9 @@ def rerun_command(config: Mapping[str, Any] | None, run_folder: str | Path) -> s
             words += [flag, str(config[key])]
     if config.get("pretrained") is not None:
         words.append("--pretrained" if config["pretrained"] else "--no-pretrained")
-    if config.get("only_present"):
-        words.append("--only-present")
+    for key, flag in (("only_present", "--only-present"), ("allow_leaky_split", "--allow-leaky-split")):
+        if config.get(key):
+            words.append(flag)
     return "`" + shlex.join(words) + f" --out {out}`"
 
 

@@ -8,7 +8,7 @@ from ..data.commands import add_skin_tone_option
 from ..errors import BenchboxError
 
 
-def _seeds(text: str) -> list[int]:
+def parse_seeds(text: str) -> list[int]:
     try:
         return [int(part) for part in text.split(",") if part.strip()]
     except ValueError:
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
     run.add_argument("--data", default="synthderm", help="synthderm | synthderm:DIR | ham10000:DIR | isic2018:DIR | csv:FILE")
     run.add_argument("--split", help="split manifest CSV (default: the dataset's fixed split)")
     run.add_argument("--profile", default="quick", help="smoke | quick | paper (default: quick)")
-    run.add_argument("--seeds", type=_seeds, default=None,
+    run.add_argument("--seeds", type=parse_seeds, default=None,
                      help="comma-separated training seeds (default: 0,1,2 for quick and paper, 0 for smoke)")
     run.add_argument("--out", help="run folder (default: reports/<dataset>-<profile>-<config hash>)")
     run.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
@@ -44,6 +44,9 @@ def register(subparsers) -> None:
     run.add_argument("--only-present", action="store_true", help="use only the listed images that exist")
     run.add_argument("--on-bad-image", choices=("fail", "skip"), default="fail")
     add_skin_tone_option(run)
+    run.add_argument("--allow-leaky-split", action="store_true",
+                     help="accept a --split whose lesions cross train/val/test (an image-level split), to measure "
+                          "what leakage inflates; run.json and every board are stamped LEAKY (see `benchbox audit --measure`)")
     run.add_argument("--executor", choices=("local", "ray"), default="local",
                      help="local: one job after another in this process (default); ray: every (method, seed) job "
                           "as a task on a Ray cluster (pip install 'benchbox[ray]'; README, 'Running on a Ray cluster')")
@@ -72,6 +75,6 @@ def run_command(args) -> int:
         out=args.out, device=args.device, explain_n=args.explain_n, faithfulness=args.faithfulness,
         pretrained=args.pretrained, weights_dir=args.weights_dir, only_present=args.only_present,
         on_bad_image=args.on_bad_image, ita_correction=args.ita_correction, executor=args.executor, ray_address=args.ray_address,
-        ray_retries=args.ray_retries,
+        ray_retries=args.ray_retries, allow_leaky_split=args.allow_leaky_split,
     )
     return execute(config, progress=not args.quiet)

@@ -21,10 +21,15 @@ MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit
 # exercise every code path in CI within minutes, so it scores a seeded subset of whole lesion
 # groups of val and test; the other profiles score every image. Quick explains 32 images with 10
 # deletion steps to keep the default run within its CPU budget; paper explains 64 with 20 steps.
+# The model-parameter randomisation check costs 5 explanation passes per explainer, so it runs on
+# the first `randomisation_n` explained images (None: all).
 EVALUATION = {
-    "smoke": {"explain_n": 8, "max_eval_images": 150, "deletion_steps": 8, "latency_repeats": 5, "throughput_repeats": 2},
-    "quick": {"explain_n": 32, "max_eval_images": None, "deletion_steps": 10, "latency_repeats": 20, "throughput_repeats": 3},
-    "paper": {"explain_n": 64, "max_eval_images": None, "deletion_steps": 20, "latency_repeats": 30, "throughput_repeats": 5},
+    "smoke": {"explain_n": 8, "max_eval_images": 150, "deletion_steps": 8, "latency_repeats": 5, "throughput_repeats": 2,
+              "randomisation_n": 4},
+    "quick": {"explain_n": 32, "max_eval_images": None, "deletion_steps": 10, "latency_repeats": 20, "throughput_repeats": 3,
+              "randomisation_n": 16},
+    "paper": {"explain_n": 64, "max_eval_images": None, "deletion_steps": 20, "latency_repeats": 30, "throughput_repeats": 5,
+              "randomisation_n": None},
 }
 
 
@@ -49,6 +54,9 @@ class RunConfig:
     only_present: bool = False
     on_bad_image: str = "fail"
     ita_correction: str = "source"  # colour correction before skin tone is measured (benchbox.data.ita)
+    # a split whose lesions cross train/val/test is refused unless asked for, to measure leakage
+    # (benchbox audit --measure); such a run is stamped LEAKY in run.json and on every board
+    allow_leaky_split: bool = False
     # where the jobs run, not what they compute: left out of the run's identity, like out and device
     executor: str = "local"  # local | ray (runner/ray_executor.py)
     ray_address: str | None = None  # None = ray.init's own choice: $RAY_ADDRESS, a cluster on this machine, else a new one
@@ -74,6 +82,8 @@ class RunConfig:
         fields = asdict(self)
         for key in ("out", "device", *EXECUTION):
             fields.pop(key)
+        if not fields["allow_leaky_split"]:
+            fields.pop("allow_leaky_split")  # so that the ids of runs from before the option stay
         return fields
 
     def run_id(self) -> str:

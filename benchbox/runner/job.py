@@ -100,6 +100,7 @@ def fit_or_load(spec: JobSpec, card, inputs: JobInputs):
 
     if card.fit_of:
         return variant_of_fit(spec, card, inputs)
+    seed_everything(spec.seed)  # a plugin that builds its network in __init__ is seeded too
     method = card.create()
     folder = checkpoint_dir(spec)
     complete = folder / "complete.json"
@@ -266,10 +267,20 @@ def explanation_subset(inputs: JobInputs, n: int, seed: int) -> pd.DataFrame:
 
 def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, dict]:
     """Maps of every explainer and the centred Gaussian on the subset, and their localisation and
-    faithfulness scores (per-image arrays; summarised with clustered CIs by the caller)."""
+    faithfulness scores (per-image arrays; summarised with clustered CIs by the caller).
+
+    Each explainer of a method with torch networks also gets the model-parameter randomisation
+    check: `xai.<explainer>.mprt_spearman` / `.mprt_ssim`, each image's map similarity once every
+    weight is re-initialised (lower: the map depends on the model). It randomises a deep copy of
+    the whole method, every member of an ensemble at once, and explains through `method.explain`,
+    so the maps are averaged and sharpened as the scored ones are. The Gaussian baseline has no
+    model, so it gets no such score (the board shows n/a); nor does a method without networks.
+    The per-stage curves and stage names go to explanations.npz (`mprt_<explainer>_*_curve`, `mprt_stages`).
+    """
     from ..explain.baseline import centred_gaussian_map
     from ..explain.faithfulness import deletion_insertion_auc
     from ..explain.localisation import localisation_scores
+    from ..explain.randomisation import model_randomisation_check
     from ..explain.road import road_scores
 
     subset = explanation_subset(inputs, spec.options["explain_n"], spec.seed)
@@ -297,6 +308,20 @@ def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, d
                 values = np.full(len(images), np.nan)
                 values[road["index"]] = road[key]
                 per_image[f"xai.{name}.{key}"] = values
+    n_check = min(len(images), spec.options.get("randomisation_n") or len(images))  # the first n: its cost is 5 passes
+    if method.networks() and n_check:
+        checked = images.images[:n_check], targets[:n_check]
+        for name in method.explainers:
+            check = model_randomisation_check(method, lambda m, name=name: m.explain(*checked, name),
+                                              networks=lambda m: m.networks(), seed=spec.seed,
+                                              reference=maps[name][:n_check])
+            for key in ("spearman", "ssim"):
+                values = np.full(len(images), np.nan)  # NaN: not checked, left out of the mean
+                values[:n_check] = check[key]
+                per_image[f"xai.{name}.mprt_{key}"] = values
+            arrays[f"mprt_{name}_spearman_curve"] = check["spearman_curve"]
+            arrays[f"mprt_{name}_ssim_curve"] = check["ssim_curve"]
+            arrays["mprt_stages"] = np.asarray(check["stages"], dtype=str)
     lesions = inputs.dataset.manifest.set_index("image_id").loc[images.image_ids, "lesion_id"].to_numpy()
     return {"per_image": per_image, "lesions": lesions}, arrays
 

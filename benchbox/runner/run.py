@@ -92,17 +92,41 @@ def validate(config: RunConfig, progress: bool = True) -> dict:
                 f"method(s) {needing} need lesion masks and dataset {config.data!r} has none; "
                 "drop them with --methods, or use a dataset with masks."
             )
-    from ..splits.manifest import load_split
+    from ..splits.manifest import dropped_images, load_split
 
+    if config.allow_leaky_split and not config.split:
+        raise BenchboxError("--allow-leaky-split needs --split LEAKY.csv: the fixed split of every dataset is leak-free.")
     split_path = Path(config.split) if config.split else _default_split(dataset)
-    loaded = load_split(split_path, dataset.manifest, dataset.hash, dataset_restricted=config.only_present)
+    if config.allow_leaky_split:
+        loaded, leak = load_leaky_split(split_path, dataset, config.only_present)
+    else:
+        loaded, leak = load_split(split_path, dataset.manifest, dataset.hash, dataset_restricted=config.only_present), None
     from ..training.runtime import resolve_device
 
     # a Ray job resolves the device on its node (the driver may have no GPU)
     device = resolve_device(config.device) if config.executor == "local" else config.device
     pretrained = _check_pretrained(config, selected)
-    return {"cards": selected, "dataset": dataset, "split": loaded, "split_path": split_path,
+    return {"cards": selected, "dataset": dataset, "split": loaded, "split_path": split_path, "leak": leak,
+            "dropped_images": dropped_images(split_path),
             "device": device, "pretrained": pretrained}
+
+
+def load_leaky_split(split_path: Path, dataset, restricted: bool):
+    """The split checked like any other (hash, ids) but with crossing lesions accepted and counted:
+    (LoadedSplit, {"lesions_crossing", "images_in_crossing_lesions", "note"}) for run.json's split."""
+    from ..splits.grouping import lesion_ids_or_image_ids
+    from ..splits.manifest import LoadedSplit, crossings, match_dataset, read_split
+
+    table, digest = read_split(split_path)
+    matched, n_dropped = match_dataset(table, dataset.manifest, split_path, dataset.hash, restricted)
+    lesions = lesion_ids_or_image_ids(dataset.manifest)
+    crossing = crossings(lesions, matched["split"])
+    n_images = int(lesions.isin(crossing["key"]).sum())
+    note = (f"LEAKY split, run with --allow-leaky-split to measure leakage: {len(crossing):,} lesion(s) "
+            f"({n_images:,} images) have images in more than one of train/val/test, so these numbers are inflated"
+            if len(crossing) else "run with --allow-leaky-split, but no lesion crosses train/val/test: the split is leak-free")
+    return LoadedSplit(matched, digest, n_dropped), {"lesions_crossing": len(crossing),
+                                                      "images_in_crossing_lesions": n_images, "note": note}
 
 
 def _check_pretrained(config: RunConfig, cards: dict) -> dict[str, bool]:
@@ -265,7 +289,7 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     checked = validate(config, progress)
     dataset, loaded = checked["dataset"], checked["split"]
     evaluation = config.evaluation()
-    suites_hash = hashlib.sha256(DEFAULT_SUITES.read_bytes()).hexdigest()  # a changed suite rescores every job
+    suites_hash = metric_suites_sha256()
     split_table = cap_evaluation_images(loaded.table, evaluation["max_eval_images"])
     run_dir = config.run_dir()
     code = code_version()
@@ -283,6 +307,8 @@ def execute(config: RunConfig, progress: bool = True) -> int:
             "dataset": {"name": dataset.name, "spec": config.data, "hash": dataset.hash,
                         "n_images": len(dataset.manifest), "notes": dataset.notes},
             "split": {"path": portable_path(checked["split_path"], run_dir), "hash": loaded.sha256, "n_dropped": loaded.n_dropped,
+                      **({"leak": checked["leak"]} if checked["leak"] else {}),
+                      **({"dropped_images": checked["dropped_images"]} if checked["dropped_images"] else {}),
                       "counts": loaded.table["split"].value_counts().to_dict(),
                       "evaluated": split_table["split"].value_counts().to_dict()},
             "evaluation": evaluation,
@@ -301,23 +327,32 @@ def execute(config: RunConfig, progress: bool = True) -> int:
     return _summary(run_dir, record, report_path)
 
 
+def metric_suites_sha256() -> str:
+    """Part of every job's key: a changed suite rescores every job (and retrains none)."""
+    return hashlib.sha256(DEFAULT_SUITES.read_bytes()).hexdigest()
+
+
+def job_specs(config: RunConfig, checked: dict, evaluation: dict, suites_hash: str) -> list[JobSpec]:
+    """One JobSpec per (method, seed) of a validated configuration (`validate`'s result)."""
+    dataset, loaded = checked["dataset"], checked["split"]
+    return [
+        JobSpec(method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
+                input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
+                split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
+                options={**evaluation, "faithfulness": config.faithfulness,
+                         "weights_dir": config.weights_dir, "metric_suites": suites_hash})
+        for name, card in checked["cards"].items() for seed in config.seeds
+    ]
+
+
 def _run_jobs(run_dir: Path, record: dict, config: RunConfig, checked: dict, split_table: pd.DataFrame,
               started: float, progress: bool) -> Path | None:
     """Every job of the run, then pooling, comparisons and the report; keeps run.json current."""
-    dataset, loaded = checked["dataset"], checked["split"]
+    dataset = checked["dataset"]
     run_json = run_dir / "run.json"
     write_json(run_json, record)
     write_card_copies(run_dir, checked["cards"])
-    specs = []
-    for name, card in checked["cards"].items():
-        for seed in config.seeds:
-            specs.append(JobSpec(
-                method=name, seed=seed, profile=config.profile, settings=card.settings(config.profile),
-                input_size=card.input_size(config.profile), dataset_hash=dataset.hash,
-                split_hash=loaded.sha256, code=source_hash(), pretrained=checked["pretrained"][name],
-                options={**record["evaluation"], "faithfulness": config.faithfulness,
-                         "weights_dir": config.weights_dir, "metric_suites": record["metric_suites_sha256"]},
-            ))
+    specs = job_specs(config, checked, record["evaluation"], record["metric_suites_sha256"])
     def finished(spec: JobSpec, result: dict, where: dict) -> None:
         """Record a job as it ends, whichever executor ran it (`where`: the Ray node, attempts)."""
         record["jobs"][spec.name] = {"status": result["status"], "error": result["error"],

@@ -42,14 +42,16 @@ def _some(ids) -> str:
 
 
 def rows_of_part(file: PredictionsFile, part: str, wanted: pd.DataFrame, where: str,
-                 allow_subset: bool = False) -> tuple[np.ndarray, np.ndarray]:
+                 allow_subset: bool = False, left_out: frozenset[str] = frozenset()) -> tuple[np.ndarray, np.ndarray]:
     """(image ids, proba) of the file's rows for one split part, checked against the part's images.
 
-    An id the part lacks is refused (it is another part's image or another dataset's); a missing
+    An id the part lacks is refused (it is another part's image or another dataset's), except the
+    `left_out` ones (dropped from the split by --drop-leaking), which are skipped; a missing
     id is refused unless `allow_subset`, because a model scored on the easy images only would
     rank above the others on a different test."""
-    ids = file.image_ids if file.split is None else file.image_ids[file.split == part]
-    proba = file.proba if file.split is None else file.proba[file.split == part]
+    rows = np.ones(len(file.image_ids), bool) if file.split is None else file.split == part
+    rows &= ~np.isin(file.image_ids, list(left_out))
+    ids, proba = file.image_ids[rows], file.proba[rows]
     expected = set(wanted["image_id"])
     extra = sorted(set(ids) - expected)
     if extra:
@@ -84,8 +86,11 @@ def score_predictions(name: str, file: PredictionsFile, split_table: pd.DataFram
     from ..runner.job import score
 
     by_id = manifest.set_index("image_id")
+    from ..splits import DROPPED
+
     test = split_table[split_table["split"] == "test"]
-    ids, proba = rows_of_part(file, "test", test, where, allow_subset)
+    dropped = frozenset(split_table.loc[split_table["split"] == DROPPED, "image_id"])
+    ids, proba = rows_of_part(file, "test", test, where, allow_subset, dropped)
     frames = [_frame(ids, proba, file.task, "test", by_id)]
     validation = val_file if val_file is not None else (file if file.split is not None else None)
     if validation is not None:
@@ -93,7 +98,7 @@ def score_predictions(name: str, file: PredictionsFile, split_table: pd.DataFram
             raise BenchboxError(f"{validation.path} holds {validation.task} predictions and {file.path} "
                                 f"{file.task} ones; the validation predictions must come from the same model.")
         val_ids, val_proba = rows_of_part(validation, "val", split_table[split_table["split"] == "val"], where,
-                                          allow_subset=True)
+                                          allow_subset=True, left_out=dropped)
         if len(val_ids):
             frames.insert(0, _frame(val_ids, val_proba, file.task, "val", by_id))
     frame = pd.concat(frames, ignore_index=True)

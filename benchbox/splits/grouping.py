@@ -22,6 +22,7 @@ smallest lesion_id it holds, so with no merges group_id == lesion_id.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import imagehash
 import numpy as np
@@ -142,8 +143,17 @@ def image_paths(manifest: pd.DataFrame) -> list[str] | None:
     return paths.tolist()
 
 
-def group_manifest(manifest: pd.DataFrame, progress: bool = True) -> tuple[np.ndarray, dict]:
-    """Group id per manifest row, and a description of how grouping was done (for the split's json).
+class Grouping(NamedTuple):
+    """A manifest's groups and the links that made them (drop.py names the link behind each drop)."""
+
+    groups: np.ndarray  # group id per row
+    description: dict  # how grouping was done, for the split's json
+    lesions: np.ndarray  # lesion id per row (the image id where it has none)
+    pairs: np.ndarray | None  # near-duplicate pairs P x 3 (i, j, bits); None when no image was checked
+
+
+def grouping_of(manifest: pd.DataFrame, progress: bool = True) -> Grouping:
+    """Group id per manifest row, with how grouping was done and the lesion and near-duplicate links.
 
     Near-duplicates need every image; a metadata-only manifest (all paths empty) is grouped by
     lesion_id alone and the description says so.
@@ -155,7 +165,7 @@ def group_manifest(manifest: pd.DataFrame, progress: bool = True) -> tuple[np.nd
             "by": "lesion_id only",
             "near_duplicates": "not checked: the dataset has no image files (built from metadata alone)",
         }
-        return group_ids(lesions), description
+        return Grouping(group_ids(lesions), description, lesions.to_numpy(), None)
     pairs = near_duplicate_pairs(perceptual_hashes(paths, progress), progress=progress)
     groups = group_ids(lesions, pairs)
     lesion_array = lesions.to_numpy()
@@ -171,4 +181,10 @@ def group_manifest(manifest: pd.DataFrame, progress: bool = True) -> tuple[np.nd
             "groups_merging_lesion_ids": int((lesions_per_group > 1).sum()),
         },
     }
-    return groups, description
+    return Grouping(groups, description, lesion_array, pairs)
+
+
+def group_manifest(manifest: pd.DataFrame, progress: bool = True) -> tuple[np.ndarray, dict]:
+    """Group id per manifest row, and a description of how grouping was done (for the split's json)."""
+    grouping = grouping_of(manifest, progress)
+    return grouping.groups, grouping.description

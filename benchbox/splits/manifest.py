@@ -5,6 +5,11 @@ is set on train rows only) with two sidecars beside it:
 `<file>.sha256` (sha256sum format: `sha256sum -c` checks it) and `<file>.json` (dataset,
 scheme, seed, fractions, grouping, counts, benchbox version, the command that made it).
 The CSV's sha256 is the split's identity: runs record it, and the gate compares it.
+
+`split` is train, val or test, or DROPPED for an image `--drop-leaking` took out of a leaking
+official split (drop.py): the row stays, so the CSV still lists every dataset image and which
+images were dropped is part of the hashed identity; why each was dropped is in the json
+(`dropped_images`). A dropped row is in no part, so it never makes a group or lesion cross.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ import pandas as pd
 from .. import __version__
 from ..errors import BenchboxError
 from ..paths import atomic_write
-from . import SPLITS
+from . import DROPPED, SPLITS
 from .grouping import lesion_ids_or_image_ids
 
 SPLIT_COLUMNS = ("image_id", "group_id", "split")
@@ -52,8 +57,13 @@ def canonical_split_path(dataset_name: str) -> Path | None:
 
 
 def crossings(keys: pd.Series, splits: pd.Series) -> pd.DataFrame:
-    """Keys (group or lesion ids) found in more than one split: key, splits ('test+train'), images."""
+    """Keys (group or lesion ids) found in more than one split: key, splits ('test+train'), images.
+
+    Rows whose split is DROPPED are in no split, so they are left out (a dropped val image shares its
+    group with the training image it duplicates: that is why it was dropped, not a leak).
+    """
     frame = pd.DataFrame({"key": keys.to_numpy(), "split": splits.to_numpy()})
+    frame = frame[frame["split"] != DROPPED]
     per_key = frame.groupby("key")["split"].agg(["nunique", "size"])
     crossing = frame[frame["key"].isin(per_key.index[per_key["nunique"] > 1])]
     names = crossing.groupby("key")["split"].agg(lambda s: "+".join(sorted(set(s))))
@@ -78,15 +88,19 @@ def write_split(
     data = split_csv_bytes(table)
     parsed = _parse_split_csv(data, path)
     _refuse_crossing_groups(parsed, path)
+    _refuse_unrecorded_drops(parsed, info.get("dropped_images", []), path)
     digest = hashlib.sha256(data).hexdigest()
     sha_path, json_path = sidecar_paths(path)
+    counts = {s: int((parsed["split"] == s).sum()) for s in SPLITS}
+    if "dropped_images" in info:
+        counts[DROPPED] = int((parsed["split"] == DROPPED).sum())
     record = {
         "dataset": dataset_name,
         "dataset_hash": dataset_hash,
         **info,
         "n_images": len(parsed),
         "n_groups": int(parsed["group_id"].nunique()),
-        "counts": {s: int((parsed["split"] == s).sum()) for s in SPLITS},
+        "counts": counts,
         "benchbox_version": __version__,
     }
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +147,8 @@ def _parse_split_csv(data: bytes, path: Path) -> pd.DataFrame:
 
     for column in SPLIT_COLUMNS:
         refuse_rows(frame[column].str.strip() == "", column, "empty")
-    refuse_rows(~frame["split"].isin(SPLITS), "split", f"{{value}} is not one of {list(SPLITS)}")
+    values = list(SPLITS) + [DROPPED]
+    refuse_rows(~frame["split"].isin(values), "split", f"{{value}} is not one of {values}")
     refuse_rows(
         frame["image_id"].duplicated(keep=False), "image_id", "{value} is listed more than once; one split per image"
     )
@@ -142,7 +157,9 @@ def _parse_split_csv(data: bytes, path: Path) -> pd.DataFrame:
         fold = pd.to_numeric(frame[FOLD_COLUMN], errors="coerce")
         whole = fold.notna() & (fold >= 0) & (fold % 1 == 0)
         refuse_rows(train & ~whole, FOLD_COLUMN, "a train row needs a fold number (0, 1, ...), found {value}")
-        refuse_rows(~train & (frame[FOLD_COLUMN] != ""), FOLD_COLUMN, "{value} on a val/test row; only train has folds")
+        refuse_rows(
+            ~train & (frame[FOLD_COLUMN] != ""), FOLD_COLUMN, "{value} on a val/test/dropped row; only train has folds"
+        )
         frame[FOLD_COLUMN] = fold.astype("Int64")
     return frame
 
@@ -155,6 +172,57 @@ def _refuse_crossing_groups(table: pd.DataFrame, path: Path) -> None:
             f"{path}: group {first['key']!r} has images in {first['splits'].replace('+', ' and ')} "
             f"({len(crossing)} group(s) cross splits): the split leaks. Regenerate it with: {_regenerate_hint(path)}"
         )
+
+
+def _refuse_unrecorded_drops(table: pd.DataFrame, records, path: Path, where: str = "the split's json") -> None:
+    """The json's `dropped_images` must name exactly the CSV's DROPPED rows, or the reasons are not this split's."""
+    if not isinstance(records, list) or not all(isinstance(r, dict) and "image_id" in r for r in records):
+        raise BenchboxError(
+            f"{path}: 'dropped_images' in {where} is not a list of records with an 'image_id'. "
+            f"Regenerate the split with: {_regenerate_hint(path)}"
+        )
+    in_csv = set(table.loc[table["split"] == DROPPED, "image_id"])
+    in_json = {str(r["image_id"]) for r in records}
+    if in_csv != in_json:
+        only_csv, only_json = sorted(in_csv - in_json), sorted(in_json - in_csv)
+        raise BenchboxError(
+            f"{path}: the rows with split {DROPPED!r} and the 'dropped_images' of {where} differ"
+            + (f" ({len(only_csv)} dropped in the CSV only, e.g. {', '.join(only_csv[:3])})" if only_csv else "")
+            + (f" ({len(only_json)} listed in the json only, e.g. {', '.join(only_json[:3])})" if only_json else "")
+            + f": the json does not describe this CSV. Regenerate the split with: {_regenerate_hint(path)}"
+        )
+
+
+def dropped_images(split_path: Path) -> list[dict]:
+    """The images `--drop-leaking` took out of this split and why (for the report header and run.json).
+
+    One dict per dropped image, sorted by image_id:
+      image_id, lesion_id, group_id: the image, its lesion (its image id when it has none), its group;
+      part: the official part it was in ('val' or 'test'); kept_part: the part its group kept
+        ('train' or 'val'; precedence train > val > test, train is never dropped);
+      duplicates: list of {image_id, part, by, bits}: the images of earlier parts it duplicates
+        directly (or, when it reaches them only through other dropped images, every image it
+        duplicates); by is 'lesion_id' (same lesion) or 'near-duplicate' (perceptual hash across
+        lesion ids); bits is the hash distance (of 256; <= 40 is a near-duplicate), or None for a
+        same-lesion image that is not a near-duplicate or was never hashed (metadata-only data).
+    [] when nothing was dropped (every split not made with --drop-leaking). The CSV is checked
+    against its sha256 and the json's list against the CSV's 'dropped' rows, so the list is what
+    the hashed split holds; a mismatch or an unreadable json beside dropped rows is refused.
+    """
+    path = Path(split_path)
+    table, _ = read_split(path)
+    json_path = sidecar_paths(path)[1]
+    try:
+        records = json.loads(json_path.read_text()).get("dropped_images", [])
+    except (OSError, ValueError, AttributeError) as error:
+        if not (table["split"] == DROPPED).any():
+            return []
+        raise BenchboxError(
+            f"{path}: it drops {int((table['split'] == DROPPED).sum())} image(s) but {json_path.name}, which says "
+            f"why, cannot be read ({error}). Restore it, or regenerate the split with: {_regenerate_hint(path)}"
+        ) from error
+    _refuse_unrecorded_drops(table, records, path, json_path.name)
+    return sorted(records, key=lambda r: str(r["image_id"]))
 
 
 def read_split(path: Path) -> tuple[pd.DataFrame, str]:
@@ -237,6 +305,8 @@ def load_split(
 ) -> LoadedSplit:
     """A split manifest checked against its hash, for leaks, and against the dataset it will be used with.
 
+    The table keeps the manifest's rows and order; images `--drop-leaking` dropped have split
+    'dropped' (in no part: select rows by a value of SPLITS; `dropped_images` says why).
     Refuses: a hash mismatch, a malformed CSV, a group or a dataset lesion in two splits, dataset
     images absent from the split, and split images absent from the dataset unless
     `dataset_restricted` (then they are dropped and counted), and a split left empty by that.
@@ -251,7 +321,8 @@ def load_split(
         raise BenchboxError(
             f"{path}: lesion {first['key']!r} of the dataset has images in {first['splits'].replace('+', ' and ')} "
             f"({len(lesions)} lesion(s) cross splits): this split was not made for this dataset's lesions. "
-            f"Make a split for it with: {REGENERATE_HINT}"
+            f"Make a split for it with: {REGENERATE_HINT}; or, to measure what such a leak inflates, pass "
+            "--allow-leaky-split (the run is stamped LEAKY) or run `benchbox audit DATA --split FILE --measure METHOD`"
         )
     empty = [s for s in SPLITS if not (matched["split"] == s).any()]
     if empty:

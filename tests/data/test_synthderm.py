@@ -316,11 +316,11 @@ def test_refuses_bad_arguments_and_leaves_nothing_behind(tmp_path, monkeypatch):
 
     calls = []
 
-    def failing_render(*args):
+    def failing_render(*args, **kwargs):
         calls.append(1)
         if len(calls) == 5:
             raise RuntimeError("killed")
-        return real_render(*args)
+        return real_render(*args, **kwargs)
 
     real_render = synthderm.render
     monkeypatch.setattr(synthderm, "render", failing_render)
@@ -378,7 +378,8 @@ def test_easy_plans_are_the_default_plans_without_mimics():
     easy = synthderm.plan_dataset(300, 2, probs, "easy")
     assert any(p.looks_like != p.dx for p in default)
     assert all(p.looks_like == p.dx and p.difficulty == "easy" for p in easy)
-    assert [repr(replace(p, looks_like=p.dx, difficulty="easy")) for p in default] == [repr(p) for p in easy]
+    same = [replace(p, looks_like=p.dx, difficulty="easy", lesion_contrast=1.0) for p in default]
+    assert [repr(p) for p in same] == [repr(p) for p in easy]
     assert synthderm.EASY_LOOKS["mel"]["radius"] == pytest.approx((0.48875, 0.58125))  # centre 0.535, width / 4
     assert synthderm.EASY_LOOKS["mel"]["veil"][0] == pytest.approx(0.1)  # 0.4 pulled 3/4 toward 0
     assert synthderm.EASY_LOOKS["vasc"]["lacunae"][0] == pytest.approx(0.9625)  # 0.85 pulled toward 1
@@ -401,3 +402,199 @@ def test_synthderm_easy_spec_generates_once_into_the_cache(tmp_path, monkeypatch
     assert load.load_dataset("synthderm-easy", progress=False).hash == dataset.hash
     assert (root / "HAM10000_metadata.csv").stat().st_mtime_ns == stamp
     assert load.parse_spec("synthderm-easy") == ("synthderm-easy", None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Planted-truth options for `benchbox validate`: lesion contrast, ink masks, counterfactual pairs
+
+INK_HALF = {"ink": {dx: 0.5 for dx in CLASSES}}  # the marker on half of every class's images
+
+
+def test_contrast_factor_is_the_documented_ramp():
+    assert synthderm.contrast_floor(None) == 0.5 and synthderm.contrast_floor(None, "easy") == 1.0
+    assert synthderm.contrast_floor("graded", "easy") == 0.5 and synthderm.contrast_floor("equal") == 1.0
+    assert synthderm.contrast_floor(0.2) == 0.2
+    # floor at ITA <= -40, 1 at ITA >= 50, linear between: at 5 degrees half way.
+    for ita, floor, expected in ((-50, 0.5, 0.5), (-40, 0.5, 0.5), (5, 0.5, 0.75), (50, 0.5, 1.0), (70, 0.5, 1.0),
+                                 (-45, 0.2, 0.2), (5, 0.2, 0.6), (-30, 1.0, 1.0)):
+        assert synthderm.contrast_factor(ita, floor) == pytest.approx(expected)
+    for bad in ("strong", 0, 1.5, -0.1, True, [0.5]):
+        with pytest.raises(BenchboxError, match=r"lesion_contrast=.*graded.*equal.*\(0, 1\]"):
+            synthderm.contrast_floor(bad)
+    with pytest.raises(BenchboxError, match="lesion_contrast"):
+        synthderm.generate(Path("/nonexistent/x"), lesion_contrast="none")
+    with pytest.raises(BenchboxError, match="artefact_masks"):
+        synthderm.generate(Path("/nonexistent/x"), artefact_masks="yes")
+
+
+@pytest.fixture(scope="module")
+def contrast_pair(tmp_path_factory) -> dict[str, Path]:
+    """The same 40 lesions with graded and with equal lesion contrast."""
+    folder = tmp_path_factory.mktemp("contrast")
+    return {c: synthderm.generate(folder / c, n_lesions=40, size=64, seed=8, lesion_contrast=c, workers=1)
+            for c in ("graded", "equal")}
+
+
+def test_graded_contrast_scales_lesion_density_by_the_planted_factor(contrast_pair):
+    """Per image, the lesion's optical density -log(lesion / skin) (linear luminance, mean over the
+    eroded mask) under graded over that under equal contrast is contrast_factor(ita, 0.5): pigment
+    absorbance is scaled by it, so the ratio is exact but for white structures, noise and JPEG.
+    Where the factor is 1 (ITA >= 50) the two images are byte-identical."""
+    metadata, truth = read(contrast_pair["equal"])
+    assert read(contrast_pair["graded"])[1].equals(truth)
+    rows = []
+    for image_id in metadata["image_id"]:
+        factor = synthderm.contrast_factor(truth.loc[image_id, "ita"], 0.5)
+        files = {c: root / "HAM10000_images_part_1" / f"{image_id}.jpg" for c, root in contrast_pair.items()}
+        if factor == 1.0:
+            assert files["graded"].read_bytes() == files["equal"].read_bytes()
+            continue
+        _, mask = load(contrast_pair["equal"], image_id)
+        core, skin = ndimage.binary_erosion(mask > 0, iterations=2), skin_pixels(mask)
+        density, difference = {}, {}
+        for c, root in contrast_pair.items():
+            image = load(root, image_id)[0]
+            luminance = _LINEAR[image] @ RGB_TO_XYZ[1]
+            density[c] = -np.log(luminance[core] / np.median(luminance[skin])).mean()
+            difference[c] = np.abs(image[core].mean(0) - np.median(image[skin], 0)).sum()
+        rows.append((factor, density["graded"] / density["equal"], difference["graded"] / difference["equal"]))
+    factor, density_ratio, colour_ratio = np.array(rows).T
+    dark = factor < 0.8  # ITA below about 10 degrees
+    assert dark.sum() >= 8 and (factor < 1).sum() >= 20
+    assert np.median(density_ratio / factor) == pytest.approx(1.0, abs=0.03)
+    assert np.mean(np.abs(density_ratio - factor) < 0.05) > 0.7  # the rest: white scars, regression
+    assert (colour_ratio[dark] < 0.85).all()  # the mean colour is visibly closer to the skin's
+
+
+@pytest.fixture(scope="module")
+def ink_pair(tmp_path_factory) -> dict[str, Path]:
+    """A counterfactual pair: the same 40 lesions with the ink marker at its base rate and on half of
+    every class's images (with ink masks)."""
+    folder = tmp_path_factory.mktemp("ink")
+    return {
+        "plain": synthderm.generate(folder / "plain", n_lesions=40, size=64, seed=7, workers=1),
+        "inked": synthderm.generate(folder / "inked", n_lesions=40, size=64, seed=7, artefact_correlation=INK_HALF,
+                                    artefact_masks=True, workers=1),
+    }
+
+
+def test_ink_masks_exist_exactly_for_images_with_ink_and_cover_the_marker(ink_pair):
+    """A mask exists for each image whose truth says ink. Against the same image without the marker
+    (its counterfactual, same noise): the masked pixels turn violet (blue up, green down; hue alone
+    is unreliable on a 1-2 px line after JPEG's chroma subsampling) and darker on light skin, and
+    the image barely changes away from the mask; no violet pixel lies off mask and lesion."""
+    root = ink_pair["inked"]
+    metadata, truth = read(root)
+    plain_truth = read(ink_pair["plain"])[1]
+    inked = truth.index[truth["ink"]]
+    assert 0.35 < len(inked) / len(truth) < 0.65
+    assert sorted(p.name for p in (root / "synthderm_ink_masks").iterdir()) == sorted(inked + "_ink.png")
+    assert not (ink_pair["plain"] / "synthderm_ink_masks").exists()
+    field = skin_pixels(np.zeros((64, 64), dtype=bool))
+    added = 0
+    for image_id, site in zip(metadata["image_id"], metadata["dataset"]):
+        if image_id not in inked:
+            continue
+        ink = np.asarray(Image.open(synthderm.ink_mask_path(root, image_id)))
+        assert ink.dtype == np.uint8 and set(np.unique(ink)) == {0, 255}
+        ink = ink > 0
+        image, mask = load(root, image_id)
+        lab = neutral_lab(image, site)
+        violet = (lab[..., 1] - lab[..., 2] > 20) & field & ~ndimage.binary_dilation(mask > 0, iterations=2)
+        assert not (violet & ~ndimage.binary_dilation(ink, iterations=3)).any()  # 3 px: blur, chroma
+        if plain_truth.loc[image_id, "ink"]:
+            continue  # the same image in both
+        added += 1
+        change = _LINEAR[image] - _LINEAR[load(ink_pair["plain"], image_id)[0]]
+        assert np.percentile(change[ink, 2] - change[ink, 1], 10) > 0.03
+        far = ~ndimage.binary_dilation(ink, iterations=3)
+        assert np.abs(change[ink]).mean() > 20 * np.abs(change[far]).mean()
+        if truth.loc[image_id, "ita"] > 28:
+            assert np.median(change[ink] @ RGB_TO_XYZ[1]) < -0.03
+    assert added >= 10
+
+
+def test_artefact_correlation_changes_only_the_artefacts(ink_pair):
+    """Counterfactual pairs: the same ids, classes, metadata, skin tones, poses and lesion masks;
+    images whose artefact flags agree are byte-identical, and where they do not, render()'s pixels
+    are identical wherever neither version's ink (dilated by the site's blur) reaches."""
+    plain, inked = ink_pair["plain"], ink_pair["inked"]
+    assert (plain / "HAM10000_metadata.csv").read_bytes() == (inked / "HAM10000_metadata.csv").read_bytes()
+    truth_plain, truth_inked = read(plain)[1], read(inked)[1]
+    pd.testing.assert_frame_equal(truth_plain.drop(columns="ink"), truth_inked.drop(columns="ink"))
+    changed = truth_plain.index[truth_plain["ink"] != truth_inked["ink"]]
+    assert len(changed) >= 10
+    masks, images = "HAM10000_segmentations_lesion_tschandl", "HAM10000_images_part_1"
+    for image_id in truth_plain.index:
+        assert (plain / masks / f"{image_id}_segmentation.png").read_bytes() == (
+            inked / masks / f"{image_id}_segmentation.png").read_bytes()
+        same = (plain / images / f"{image_id}.jpg").read_bytes() == (inked / images / f"{image_id}.jpg").read_bytes()
+        assert same == (image_id not in changed)
+
+    # Plans: only the flags differ, whatever the correlation (float or dict).
+    def without_flags(plans):
+        return [repr(replace(p, views=tuple(replace(v, hair=False, ruler=False, ink=False) for v in p.views)))
+                for p in plans]
+
+    correlations = {"none": None, "float": 1.0, "half": INK_HALF, "all": {"ink": {dx: 1.0 for dx in CLASSES}}}
+    plans = {name: synthderm.plan_dataset(40, 7, synthderm.artefact_probabilities(c)) for name, c in correlations.items()}
+    assert len({tuple(without_flags(p)) for p in plans.values()}) == 1
+
+    # Rendered pixels (before JPEG): identical away from the ink where one version has it, for
+    # ink added and removed; identical everywhere where both have it, even beyond the base rate.
+    radius = 3  # > the largest site blur at 64 px (0.45 px sd, truncated at 4 sd)
+    differing = both_beyond_base = 0
+    for plan, half, every in zip(plans["none"], plans["half"], plans["all"]):
+        look = synthderm.lesion_appearance(7, plan)
+        for view, other, inked in zip(plan.views, half.views, every.views):
+            image, mask, ink = synthderm.render(7, plan, look, view, 64, ink_cover=True)
+            image2, mask2, ink2 = synthderm.render(7, half, look, other, 64, ink_cover=True)
+            np.testing.assert_array_equal(mask, mask2)
+            if view.ink == other.ink:
+                np.testing.assert_array_equal(image, image2)
+                continue
+            near = ndimage.binary_dilation((ink > 0) | (ink2 > 0), iterations=radius)
+            np.testing.assert_array_equal(image[~near], image2[~near])
+            assert (image[near] != image2[near]).any()
+            differing += 1
+            if other.ink:  # ink beyond the base rate: the same marker with every class inked
+                np.testing.assert_array_equal(image2, synthderm.render(7, every, look, inked, 64)[0])
+                both_beyond_base += 1
+    assert differing >= 10 and both_beyond_base >= 5
+
+
+def test_defaults_are_unchanged_by_the_new_options(tmp_path, contrast_pair, ink_pair):
+    """lesion_contrast=None is graded (default) or equal (easy), and artefact_masks=True only adds
+    the mask folder. (Checked against the generator before these options existed: n_lesions=40 at
+    64 px, default and easy, and the 1,500-lesion default dataset were byte-identical.)"""
+    default = synthderm.generate(tmp_path / "default", n_lesions=40, size=64, seed=8, workers=1)
+    assert tree_digest(default) == tree_digest(contrast_pair["graded"])
+    easy = {c: synthderm.generate(tmp_path / f"easy-{c}", n_lesions=12, size=40, seed=8, difficulty="easy",
+                                  lesion_contrast=c, workers=1) for c in (None, "equal", "graded")}
+    assert tree_digest(easy[None]) == tree_digest(easy["equal"]) != tree_digest(easy["graded"])
+    unmasked = synthderm.generate(tmp_path / "unmasked", n_lesions=40, size=64, seed=7,
+                                  artefact_correlation=INK_HALF, workers=1)
+    with_masks = {name: digest for name, digest in tree_digest(ink_pair["inked"]).items()
+                  if not name.startswith("synthderm_ink_masks/")}
+    assert tree_digest(unmasked) == with_masks
+
+
+def test_synth_command_passes_the_planted_truth_options(monkeypatch, tmp_path):
+    from benchbox.cli import main
+
+    calls = []
+    monkeypatch.setattr(synthderm, "generate", lambda out, **options: calls.append(options))
+    common = ["data", "synth", "--out", str(tmp_path / "x"), "--n-lesions", "30"]
+    assert main(common) == 0
+    assert calls[-1] == {"seed": 0, "n_lesions": 30}
+    planted = ["--lesion-contrast", "equal", "--artefact-masks", "--artefact-correlation", '{"ink": {"mel": 0.8}}']
+    assert main([*common, *planted]) == 0
+    assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": "equal", "artefact_masks": True,
+                         "artefact_correlation": {"ink": {"mel": 0.8}}}
+    assert main([*common, "--lesion-contrast", "0.2", "--artefact-correlation", "0.5"]) == 0
+    assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": 0.2, "artefact_correlation": 0.5}
+    for option, bad in (("--lesion-contrast", "strong"), ("--artefact-correlation", "{ink"),
+                        ("--artefact-correlation", '{"ink": 0.5}')):
+        with pytest.raises(SystemExit):
+            main([*common, option, bad])
+    assert len(calls) == 3

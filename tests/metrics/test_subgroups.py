@@ -4,10 +4,8 @@ NaN rules, and the power / false-positive rate of the whole machinery on simulat
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import time
-from types import MappingProxyType
 
 import numpy as np
 import pandas as pd
@@ -26,6 +24,7 @@ from benchbox.metrics.subgroups import (
     subgroup_replicates,
 )
 from benchbox.metrics.suite import compute_replicates, prepare
+from benchbox.planted.subgroup_power import PLANTED_DROP, flag_rates
 
 
 def test_age_bands_and_light_dark():
@@ -334,47 +333,16 @@ def test_every_subgroup_interval_contains_its_estimate(random_multiclass, make_c
 # --- power and false positives (issue 16, 2(a)) -------------------------------------------------
 
 
-def _simulate_skin_tones(rng, planted_drop, n_lesions=450):
-    """Binary predictions on 1-2 images per lesion, three skin-tone groups drawn per lesion;
-    "dark" has a weaker score-label separation (a lower AUC) by `planted_drop` on the logit scale."""
-    per_lesion = rng.integers(1, 3, n_lesions)
-    lesion = np.repeat(np.arange(n_lesions), per_lesion)
-    tone = rng.choice(["light", "intermediate", "dark"], n_lesions, p=[0.5, 0.3, 0.2])[lesion]
-    y = (rng.random(n_lesions) < 0.3).astype(int)[lesion]
-    separation = np.where(tone == "dark", 2.2 - planted_drop, 2.2)
-    logit = -1.1 + separation * y + rng.normal(size=len(y)) + 0.5 * rng.normal(size=n_lesions)[lesion]
-    score = 1 / (1 + np.exp(-logit))
-    return y, np.c_[1 - score, score], np.array([f"L{i}" for i in lesion]), tone
-
-
-def flag_rates(planted_drop: float, replicates: int, seed: int, make_config) -> tuple[float, float, float]:
-    """(share with worst_gap CI excluding 0, share with heterogeneity p < 0.05, mean true AUC gap)."""
-    config = make_config(200)
-    boards = {k: dataclasses.replace(b, subgroup_metrics=("binary.auc",)) for k, b in config.boards.items()}
-    config = dataclasses.replace(config, boards=MappingProxyType(boards))
-    rng = np.random.default_rng(seed)
-    by_ci, by_test, auc_gap = [], [], []
-    for r in range(replicates):
-        y, proba, lesions, tone = _simulate_skin_tones(rng, planted_drop)
-        result = evaluate("binary", y, proba, lesions, {"tone": tone}, config=config, metrics=["binary.auc"])
-        worst = result["subgroup.tone.binary.auc.worst_gap"]
-        by_ci.append(worst["ci_low"] > 0 or worst["ci_high"] < 0)
-        errors = prediction_errors(prepare("binary", y, proba))
-        p = heterogeneity_entries({"tone": tone}, errors, lesions, 1000, r, 30)["subgroup.tone.binary.heterogeneity_p"]
-        by_test.append(p["value"] < 0.05)
-        auc_gap.append(result["subgroup.tone.binary.auc.gap.dark"]["value"])
-    return float(np.mean(by_ci)), float(np.mean(by_test)), float(np.mean(auc_gap))
-
-
-def test_a_planted_skin_tone_gap_is_flagged_and_no_gap_rarely_is(make_config):
+def test_a_planted_skin_tone_gap_is_flagged_and_no_gap_rarely_is():
     replicates = 200  # issue 16's minimum; the false-positive bound below widens with fewer
-    ci_power, test_power, planted_gap = flag_rates(1.4, replicates, seed=16, make_config=make_config)
-    ci_false, test_false, null_gap = flag_rates(0.0, replicates, seed=17, make_config=make_config)
-    print(f"planted dark-group AUC gap {planted_gap:.3f}: worst_gap CI excludes 0 in {ci_power:.1%}, "
-          f"heterogeneity p < 0.05 in {test_power:.1%}; no gap ({null_gap:.3f}): {ci_false:.1%} and {test_false:.1%}")
-    assert ci_power >= 0.8 and test_power >= 0.8
-    assert abs(null_gap) < 0.01
+    planted = flag_rates(PLANTED_DROP, replicates, seed=16)
+    null = flag_rates(0.0, replicates, seed=17)
+    print(f"planted dark-group AUC gap {planted['auc_gap']:.3f}: worst_gap CI excludes 0 in {planted['ci']:.1%}, "
+          f"heterogeneity p < 0.05 in {planted['test']:.1%}; no gap ({null['auc_gap']:.3f}): "
+          f"{null['ci']:.1%} and {null['test']:.1%}")
+    assert planted["ci"] >= 0.8 and planted["test"] >= 0.8
+    assert abs(null["auc_gap"]) < 0.01
     # a valid level-0.05 test flags ~5%; 200 replicates give a binomial SE of 1.5 points
-    assert test_false <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / replicates)
+    assert null["test"] <= 0.05 + 2 * np.sqrt(0.05 * 0.95 / replicates)
     # the worst of three groups is chosen after looking, so its CI alone errs more often
-    assert ci_false <= 0.15
+    assert null["ci"] <= 0.15

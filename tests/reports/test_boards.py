@@ -10,6 +10,7 @@ import pytest
 
 from benchbox.reports.boards import (
     board_definitions,
+    explanation_table,
     format_metric,
     format_number,
     is_better,
@@ -119,3 +120,24 @@ def test_a_collapsed_operating_point_is_marked_and_explained(tmp_path):
     assert len(notes) == 1 and notes[0].startswith(
         "⚠ recall_ensemble, seed 0: degenerate operating point: the validation threshold 0.400 puts 100% of test "
         "images at or above it (sensitivity 1.00, specificity 0.00)")
+
+
+def test_explanation_table_shows_the_randomisation_check_lower_is_better(tmp_path):
+    # the direction comes from metrics/suites.yaml, as the runner writes it into metrics.json
+    from benchbox.metrics.config import higher_is_better
+
+    assert higher_is_better("xai.gradcam.mprt_spearman") is False and higher_is_better("xai.gradcam.mprt_ssim") is False
+    metrics = {
+        "xai.gradcam.iou": Metric(0.4, 0.3, 0.5, 8, True),
+        "xai.gradcam.mprt_ssim": Metric(0.1, 0.05, 0.15, 8, False),
+        "xai.gradcam.mprt_spearman": Metric(0.12, 0.02, 0.2, 8, False),
+        "xai.smoothgrad.mprt_spearman": Metric(0.71, 0.6, 0.8, 8, False),
+        "xai.gaussian.iou": Metric(0.3, 0.2, 0.4, 8, True),
+    }
+    jobs = [Job(method="m", seed=0, status="done", error=None, folder=tmp_path / "m" / "seed0", task="binary", metrics=metrics)]
+    lines = explanation_table(Run(folder=tmp_path, info={}, jobs=jobs, comparisons=[])).splitlines()
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines]
+    assert cells[0] == ["method", "explainer", "iou ↑", "mprt_spearman ↓", "mprt_ssim ↓"]  # preferred order
+    assert cells[2] == ["m", "gradcam", "0.400 [0.300, 0.500]", "0.120 [0.0200, 0.200]", "0.100 [0.0500, 0.150]"]
+    assert cells[3][3] == "0.710 [0.600, 0.800] fails sanity check (> 0.5)" and cells[3][4] == "—"
+    assert cells[4] == ["m", "gaussian (baseline)", "0.300 [0.200, 0.400]", "n/a (no model)", "n/a (no model)"]
