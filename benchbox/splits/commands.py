@@ -33,7 +33,9 @@ def _add_data_options(parser: argparse.ArgumentParser) -> None:
 def register(subparsers) -> None:
     split = subparsers.add_parser("split", help="write a fixed, hashed, leak-free train/val/test split manifest")
     _add_data_options(split)
-    split.add_argument("--scheme", choices=SCHEMES, default="lesion", help="lesion groups (default) or ISIC 2018's own")
+    split.add_argument("--scheme", choices=(*SCHEMES, "image"), default="lesion",
+                       help="lesion groups (default), ISIC 2018's own, or image: every image on its own, the leaky split "
+                            "published methods used (to measure leakage with `benchbox audit --measure`, never to report)")
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--folds", type=int, default=None, metavar="K", help="also divide train into K grouped folds")
     split.add_argument(
@@ -123,13 +125,20 @@ def run_split(args) -> int:
 
     check_drop_leaking(args.scheme, args.drop_leaking)  # before any image is read
     name, manifest, dataset_hash, _ = _load(args)
-    table, info = make_split(
-        manifest, args.scheme, args.seed, args.fractions, args.folds, drop_leaking=args.drop_leaking
-    )
+    if args.scheme == "image":
+        if args.folds is not None:
+            raise BenchboxError("--folds needs lesion groups; an image-level split has none (use --scheme lesion).")
+        from .build import image_level_split
+
+        table, info = image_level_split(manifest, args.seed, args.fractions)
+    else:
+        table, info = make_split(
+            manifest, args.scheme, args.seed, args.fractions, args.folds, drop_leaking=args.drop_leaking
+        )
     out = args.out or Path(f"{name}_{args.scheme}_seed{args.seed}.csv")
     info["command"] = _command_line(args, out)
     digest = write_split(table, out, info, name, dataset_hash)
-    near = info["grouping"]["near_duplicates"]
+    near = info["grouping"].get("near_duplicates", "not checked")
     if isinstance(near, dict):
         near = f"{near['pairs_across_lesion_ids']:,} pair(s) across lesion ids, merged"
     print(f"grouping: {info['grouping']['by']}; near-duplicates: {near}")
