@@ -104,3 +104,15 @@ def test_with_one_image_per_lesion_the_twin_trains_on_the_same_images_and_nothin
                                tmp_path / "measure", progress=False)
     assert result["leak"]["lesions_crossing"] == 0 and result["moved_images"] == 0
     assert [row["diff"] for row in result["rows"]] == [0.0, 0.0]
+
+
+def test_split_scheme_image_writes_the_leaky_split_that_audit_measures(tiny_synthderm, tmp_path, capsys):
+    from benchbox.cli import main
+
+    out = tmp_path / "leaky.csv"
+    assert main(["split", f"synthderm:{tiny_synthderm}", "--scheme", "image", "--out", str(out)]) == 0
+    table = pd.read_csv(out, dtype=str)
+    assert (table["group_id"] == table["image_id"]).all()
+    assert main(["audit", f"synthderm:{tiny_synthderm}", "--split", str(out)]) == 1  # the leak is reported
+    assert "LEAKY" in capsys.readouterr().out
+    assert main(["split", f"synthderm:{tiny_synthderm}", "--scheme", "image", "--folds", "3", "--out", str(out)]) == 2
