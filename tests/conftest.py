@@ -13,6 +13,19 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 
+def pytest_configure(config):
+    """Under pytest-xdist (`-n auto`, pyproject.toml) each worker gets its own CPU, so a training test
+    uses one torch thread (the runner sets threads to the CPUs it may use) instead of fighting the
+    other worker for both."""
+    import os
+
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and hasattr(os, "sched_setaffinity"):
+        cpus = sorted(os.sched_getaffinity(0))
+        if count <= len(cpus):
+            os.sched_setaffinity(0, {cpus[int(worker.removeprefix("gw")) % len(cpus)]})
+
+
 @pytest.fixture(autouse=True, scope="session")
 def isolated_cache(tmp_path_factory):
     """Never touch the user's ~/.cache/benchbox from tests."""

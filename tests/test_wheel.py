@@ -24,6 +24,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 BUILD_INPUTS = ("pyproject.toml", "README.md", "benchbox", "registry", "metrics")
 HOSTED = ("dual_task", "dual_task_unet_r34", "efficientnet_b0", "efficientnet_b0_128", "inception_v3", "msfa", "recall_ensemble",
           "recall_ensemble_recalibrated", "resnet50", "soft_attention", "xception")
+LISTED = ("colour_knn", *HOSTED)  # `benchbox ls` in name order: benchbox's known-answer baseline, then the papers' methods
 
 
 # `python -m benchbox.cli ARGS` on one CPU (the runner sets torch's threads to the CPUs it may use);
@@ -79,7 +80,7 @@ def test_the_wheel_holds_every_module_and_the_data_and_no_top_level_registry(whe
     modules = {path.relative_to(REPO_ROOT).as_posix() for path in (REPO_ROOT / "benchbox").rglob("*.py")}
     assert modules - names == set(), "add their subpackage to [tool.setuptools] packages in pyproject.toml"
     shipped = {f"benchbox/_registry/{path.name}" for path in (REPO_ROOT / "registry").glob("*.yaml")}
-    assert len(shipped) == 15 and shipped <= names  # 11 cards + 4 shared bases
+    assert len(shipped) == 16 and shipped <= names  # 12 cards + 4 shared bases
     assert {"benchbox/_metrics/suites.yaml", "benchbox/_metrics/gate.yaml", "benchbox/_registry/README.md"} <= names
     assert any(name.startswith("benchbox/splits/canonical/") and name.endswith(".csv") for name in names)
     assert {name.split("/")[0] for name in names} == {"benchbox", "benchbox-0.1.0.dist-info"}
@@ -90,10 +91,10 @@ def test_ls_from_the_installed_wheel_lists_the_hosted_methods(site, elsewhere):
     where = _run([sys.executable, "-c", "import benchbox; print(benchbox.__file__)"], folder, env, 60)
     assert Path(where.stdout.strip()).is_relative_to(site)  # the installed copy, not the checkout
     listed = _run([sys.executable, "-m", "benchbox.cli", "ls"], folder, env, 120).stdout
-    table = [line.split()[0] for line in listed.splitlines()[2:] if line.strip() and not line.startswith(" ")][: len(HOSTED)]
-    assert tuple(table) == HOSTED
+    table = [line.split()[0] for line in listed.splitlines()[2:] if line.strip() and not line.startswith(" ")][: len(LISTED)]
+    assert tuple(table) == LISTED
     cards = [line.split("card: ", 1)[1] for line in listed.splitlines() if line.strip().startswith("card: ")]
-    assert len(cards) == len(HOSTED) and all(Path(card).parent == site / "benchbox" / "_registry" for card in cards)
+    assert len(cards) == len(LISTED) and all(Path(card).parent == site / "benchbox" / "_registry" for card in cards)
 
 
 @pytest.mark.slow
