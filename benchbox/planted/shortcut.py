@@ -22,7 +22,7 @@ import pandas as pd
 from PIL import Image
 
 from ..errors import BenchboxError
-from ..labels import CLASSES, MALIGNANT_CLASSES
+from ..labels import CLASSES, MALIGNANT_CLASSES, MALIGNANT_INDICES
 
 INK_RATES = {
     "correlated": {c: (0.95 if c in MALIGNANT_CLASSES else 0.05) for c in CLASSES},
@@ -59,8 +59,7 @@ def trained_method(config):
     """The method of a finished single-method, single-seed run configuration, from the checkpoint
     cache (the run trained it; this loads the same fit)."""
     from ..runner.job import JobInputs, fit_or_load
-    from ..runner.run import job_specs, validate
-    from ..runner.run import metric_suites_sha256
+    from ..runner.run import job_specs, metric_suites_sha256, validate
 
     checked = validate(config, progress=False)
     spec = job_specs(config, checked, config.evaluation(), metric_suites_sha256())[0]
@@ -104,8 +103,7 @@ def shortcut_rows(ctx) -> list:
         images = {name: datasets[name].image_set(test["image_id"], size, groups=test["group_id"], progress=False)
                   for name in ("correlated", "counterfactual")}
         labels = images["correlated"].labels
-        y = labels if method.task == "multiclass" else np.isin(
-            labels, [CLASSES.index(c) for c in MALIGNANT_CLASSES]).astype(np.int64)
+        y = labels if method.task == "multiclass" else np.isin(labels, MALIGNANT_INDICES).astype(np.int64)
         outputs = {name: MethodOutput(method.task, np.asarray(method.predict_proba(s.images), dtype=np.float64))
                    for name, s in images.items()}
         for board in metrics_config.boards.values():
