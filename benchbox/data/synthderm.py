@@ -318,6 +318,7 @@ class LesionPlan:
     views: tuple[View, ...]
     difficulty: str = "default"
     lesion_contrast: float = 0.5  # lesion pigment scale at ITA <= -40 (see contrast_factor)
+    contrast_step_ita: float | None = None  # set: the scale is a step at this ITA, not a ramp
 
     @property
     def lesion_id(self) -> str:
@@ -338,6 +339,7 @@ def generate(
     difficulty: str = "default",
     lesion_contrast: str | float | None = None,
     artefact_masks: bool = False,
+    contrast_step_ita: float | None = None,
 ) -> Path:
     """Write a synthderm dataset to `out_dir` (which must not exist or be empty) and return it.
 
@@ -359,6 +361,9 @@ def generate(
     `contrast_factor(ita, floor)`, a ramp from `floor` at ITA <= -40 to 1 at ITA >= 50 degrees.
     "graded" is floor 0.5, "equal" floor 1 (the same contrast on every skin), a float in (0, 1]
     that floor (lower: a stronger gap); None (default): graded, or equal with difficulty="easy".
+    `contrast_step_ita` replaces the ramp by a step: the floor on every skin with ITA at or below
+    it, full contrast above (at 28, the light/dark cut of the subgroup boards, the whole planted
+    gap lies between the two groups those boards compare).
     `artefact_masks=True` also writes INK_MASK_DIR/<image_id>_ink.png for every image whose truth
     says ink (and for no other): 255 where the marker makes up more than INK_MASK_THRESHOLD of
     the pixel's colour before the site's optics, else 0.
@@ -375,7 +380,9 @@ def generate(
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BenchboxError(f"synthderm: {out_dir} already exists and is not empty; remove it or choose another --out.")
     artefact_prob = artefact_probabilities(artefact_correlation)
-    plans = plan_dataset(n_lesions, seed, artefact_prob, difficulty, lesion_contrast)
+    if contrast_step_ita is not None and (isinstance(contrast_step_ita, bool) or not isinstance(contrast_step_ita, (int, float))):
+        raise BenchboxError(f"synthderm: contrast_step_ita={contrast_step_ita!r}; use an ITA in degrees or None.")
+    plans = plan_dataset(n_lesions, seed, artefact_prob, difficulty, lesion_contrast, contrast_step_ita)
 
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.partial-", dir=out_dir.parent))
@@ -429,11 +436,14 @@ def contrast_floor(lesion_contrast: str | float | None, difficulty: str = "defau
     return float(lesion_contrast)
 
 
-def contrast_factor(ita: float, floor: float) -> float:
+def contrast_factor(ita: float, floor: float, step_ita: float | None = None) -> float:
     """The scale of a lesion's pigment on skin of this ITA: `floor` at ITA <= -40, rising linearly
-    to 1 at ITA >= 50 (lower contrast on darker skin; floor 1: equal on every skin)."""
+    to 1 at ITA >= 50 (lower contrast on darker skin; floor 1: equal on every skin). With
+    `step_ita`: `floor` at ITA <= step_ita, 1 above."""
     if floor == 1.0:
         return 1.0
+    if step_ita is not None:
+        return floor if ita <= step_ita else 1.0
     return float(np.clip(floor + (1.0 - floor) * (ita + 40.0) / 90.0, floor, 1.0))
 
 
@@ -476,14 +486,15 @@ def class_counts(n_lesions: int) -> dict[str, int]:
 
 def plan_dataset(
     n_lesions: int, seed: int, artefact_prob: np.ndarray, difficulty: str = "default",
-    lesion_contrast: str | float | None = None,
+    lesion_contrast: str | float | None = None, contrast_step_ita: float | None = None,
 ) -> list[LesionPlan]:
     """Plans for every lesion, with lesion and image ids assigned."""
     rng = np.random.default_rng(seed)
     counts = class_counts(n_lesions)
     classes = rng.permutation(np.repeat(CLASSES, [counts[dx] for dx in CLASSES]))
     floor = contrast_floor(lesion_contrast, difficulty)
-    plans = [_plan_lesion(seed, i, str(dx), artefact_prob, difficulty, floor) for i, dx in enumerate(classes)]
+    plans = [replace(_plan_lesion(seed, i, str(dx), artefact_prob, difficulty, floor), contrast_step_ita=contrast_step_ita)
+             for i, dx in enumerate(classes)]
 
     n_images = sum(len(p.views) for p in plans)
     image_numbers = iter(rng.permutation(n_images) + 1)
@@ -758,7 +769,7 @@ def render(seed: int, plan: LesionPlan, look: Appearance, view: View, size: int,
     # The lesion: absorption by its pigment maps, then white, on its pixels only.
     if mask.any():
         canvases = _draw_structures(look, to_pixels, radius * half, size)
-        contrast = contrast_factor(view.ita, plan.lesion_contrast)
+        contrast = contrast_factor(view.ita, plan.lesion_contrast, plan.contrast_step_ita)
         edge = max(p["fuzz"], 1.5 / (radius * half))  # at least 1.5 px
         alpha = contrast * np.sqrt(_smoothstep(0.0, edge, (border - rho)[mask]))  # visible close to the mask edge
         r_norm = (rho / border)[mask]

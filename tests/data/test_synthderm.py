@@ -466,6 +466,37 @@ def test_graded_contrast_scales_lesion_density_by_the_planted_factor(contrast_pa
     assert (colour_ratio[dark] < 0.85).all()  # the mean colour is visibly closer to the skin's
 
 
+def test_contrast_step_is_the_floor_at_or_below_its_ita_and_full_above():
+    assert [synthderm.contrast_factor(ita, 0.05, 28.0) for ita in (-50, 27.9, 28.0, 28.1, 70)] == [0.05, 0.05, 0.05, 1.0, 1.0]
+    assert synthderm.contrast_factor(-50, 0.05) == 0.05 and synthderm.contrast_factor(5.0, 0.05) == pytest.approx(0.05 + 0.95 * 0.5)
+    assert synthderm.contrast_factor(-50, 1.0, 28.0) == 1.0
+    with pytest.raises(BenchboxError, match="contrast_step_ita"):
+        synthderm.generate(Path("/nonexistent/x"), contrast_step_ita="dark")
+
+
+def test_contrast_step_fades_only_the_lesions_on_skin_at_or_below_the_step(contrast_pair, tmp_path):
+    """A step at ITA 28 with floor 0.05: images above it are byte-identical to equal contrast; at or
+    below, the lesion's optical density is about 0.05 of equal contrast's."""
+    step = synthderm.generate(tmp_path / "step", n_lesions=40, size=64, seed=8, lesion_contrast=0.05,
+                              contrast_step_ita=28.0, workers=1)
+    metadata, truth = read(contrast_pair["equal"])
+    ratios = []
+    for image_id in metadata["image_id"]:
+        files = {c: root / "HAM10000_images_part_1" / f"{image_id}.jpg" for c, root in (("step", step), ("equal", contrast_pair["equal"]))}
+        if truth.loc[image_id, "ita"] > 28.0:
+            assert files["step"].read_bytes() == files["equal"].read_bytes()
+            continue
+        _, mask = load(contrast_pair["equal"], image_id)
+        core, skin = ndimage.binary_erosion(mask > 0, iterations=2), skin_pixels(mask)
+        density = {}
+        for c, root in (("step", step), ("equal", contrast_pair["equal"])):
+            luminance = _LINEAR[load(root, image_id)[0]] @ RGB_TO_XYZ[1]
+            density[c] = -np.log(luminance[core] / np.median(luminance[skin])).mean()
+        ratios.append(density["step"] / density["equal"])
+    assert len(ratios) >= 8
+    assert np.median(ratios) < 0.15  # pigment at 0.05x; white structures, noise and JPEG add a little
+
+
 @pytest.fixture(scope="module")
 def ink_pair(tmp_path_factory) -> dict[str, Path]:
     """A counterfactual pair: the same 40 lesions with the ink marker at its base rate and on half of
