@@ -36,7 +36,9 @@ class TorchMethod(Method):
 
     Settings read here: `input_size`, `max_train_images` / `max_val_images` (none),
     `eval_batch_size` (64), `tta` (views averaged at
-    prediction, default ["identity"]), `cam_top_fraction` (sharpen every map to its top
+    prediction, default ["identity"]), `cam_layer` (the dotted path of the layer Grad-CAM reads,
+    in place of `cam_target_layers`: the small profiles' inputs leave the last layer a 2 x 2 map,
+    too coarse to localise anything), `cam_top_fraction` (sharpen every map to its top
     fraction of pixels), `smoothgrad_samples` (25), `smoothgrad_noise` (0.15).
     """
 
@@ -58,8 +60,19 @@ class TorchMethod(Method):
         return 1
 
     def cam_target_layers(self, network: nn.Module) -> list[nn.Module]:
-        """The layers Grad-CAM / Grad-CAM++ read (override for methods that offer them)."""
+        """The layers Grad-CAM / Grad-CAM++ read at the paper's input size (override for methods that offer them)."""
         raise NotImplementedError(f"{type(self).__name__} names no CAM target layers")
+
+    def cam_layers(self, network: nn.Module) -> list[nn.Module]:
+        """The layers Grad-CAM reads in this profile: the card's `cam_layer` where it names one, else `cam_target_layers`."""
+        path = self.settings.get("cam_layer")
+        if path is None:
+            return self.cam_target_layers(network)
+        try:
+            return [network.get_submodule(str(path))]
+        except AttributeError:
+            raise BenchboxError(f"method {self.name!r}: cam_layer {path!r} is not a layer of its network; "
+                                f"name one of {type(network).__name__}.named_modules() in registry/{self.name}.yaml.") from None
 
     def extra_state(self) -> dict[str, Any]:
         """JSON-able state besides the weights (e.g. a chosen threshold); saved with the checkpoint."""
@@ -162,7 +175,7 @@ class TorchMethod(Method):
         if explainer in ("gradcam", "gradcam++"):
             from ..explain.cam import cam_maps
 
-            return cam_maps(network, self.cam_target_layers(network), inputs, targets, kind=explainer)
+            return cam_maps(network, self.cam_layers(network), inputs, targets, kind=explainer)
         if explainer == "smoothgrad":
             from ..explain.smoothgrad import smoothgrad_maps
 
