@@ -71,6 +71,9 @@ def energy_pointing_game(maps: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return _nan_where_empty(np.where(total > 0, inside / np.where(total > 0, total, 1), uniform), masks)
 
 
+LOCALISATION_METRICS = ("iou", "iou_at_mask_area", "pointing_game", "energy_pointing_game")
+
+
 def localisation_scores(maps: np.ndarray, masks: np.ndarray, threshold: float = 0.5, seed: int = 0) -> dict[str, np.ndarray]:
     """All four localisation scores, per image, sharing one random tie-breaking of the pixel ranking."""
     flat_maps, flat_masks = _check(maps, masks)

@@ -246,7 +246,7 @@ def saliency_grid(job: Job, path: Path) -> Path | None:
         return None
     with np.load(job.explanations_path, allow_pickle=False) as data:
         images = data["images"][:SALIENCY_IMAGES]
-        masks = data["masks"][:SALIENCY_IMAGES]
+        masks = data["masks"][:SALIENCY_IMAGES] if "masks" in data.files else None  # data without masks
         image_ids = [str(i) for i in data["image_ids"][:SALIENCY_IMAGES]]
         names = [k[len("map_"):] for k in data.files if k.startswith("map_")]
         names = [n for n in names if n != BASELINE_EXPLAINER] + (
@@ -264,7 +264,7 @@ def saliency_grid(job: Job, path: Path) -> Path | None:
             axes.imshow(images[row])
             if saliency is not None:
                 colormap_scale = axes.imshow(saliency, cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            if masks[row].any():
+            if masks is not None and masks[row].any():
                 axes.contour(masks[row], levels=[0.5], colors="white", linewidths=1.2)
             axes.set_xticks([])
             axes.set_yticks([])
@@ -275,5 +275,5 @@ def saliency_grid(job: Job, path: Path) -> Path | None:
                 axes.set_ylabel(image_ids[row], fontsize=7)
     figure.colorbar(colormap_scale, ax=grid[:, -1].tolist(), shrink=0.6, label="saliency")
     figure.suptitle(f"{job.method} (seed {job.seed}): maps over the image, "
-                    "white contour = ground-truth lesion mask", fontsize=9)
+                    + ("white contour = ground-truth lesion mask" if masks is not None else "no lesion masks in this data"), fontsize=9)
     return _save(figure, path)

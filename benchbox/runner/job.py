@@ -256,13 +256,16 @@ def _malignant(frame: pd.DataFrame) -> np.ndarray:
 
 
 def explanation_subset(inputs: JobInputs, n: int, seed: int) -> pd.DataFrame:
-    """A fixed, seeded choice of up to n test images that have lesion masks."""
+    """A fixed, seeded choice of up to n test images with lesion masks, or, on data with no masks
+    at all (ISIC 2018 Task 3), of any test images: faithfulness and randomisation need none."""
     manifest = inputs.dataset.manifest
     test_ids = inputs.split.loc[inputs.split["split"] == "test", "image_id"]
-    with_masks = manifest[manifest["image_id"].isin(test_ids) & (manifest["mask_path"] != "")]
-    if len(with_masks) > n:
-        with_masks = with_masks.sample(n=n, random_state=seed)
-    return with_masks.sort_values("image_id")
+    test = manifest[manifest["image_id"].isin(test_ids)]
+    with_masks = test[test["mask_path"] != ""]
+    chosen = with_masks if len(with_masks) else test
+    if len(chosen) > n:
+        chosen = chosen.sample(n=n, random_state=seed)
+    return chosen.sort_values("image_id")
 
 
 def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, dict]:
@@ -276,6 +279,8 @@ def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, d
     so the maps are averaged and sharpened as the scored ones are. The Gaussian baseline has no
     model, so it gets no such score (the board shows n/a); nor does a method without networks.
     The per-stage curves and stage names go to explanations.npz (`mprt_<explainer>_*_curve`, `mprt_stages`).
+    Without masks, localisation is not scored: `scores["no_masks"]` is set, and the caller records
+    each localisation metric as NaN with the reason "no masks".
     """
     from ..explain.baseline import centred_gaussian_map
     from ..explain.faithfulness import deletion_insertion_auc
@@ -285,18 +290,20 @@ def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, d
 
     subset = explanation_subset(inputs, spec.options["explain_n"], spec.seed)
     if subset.empty:
-        return {}, {"reason": "no test image has a lesion mask"}
+        return {}, {"reason": "no test images"}
     images = inputs.dataset.image_set(subset["image_id"], spec.input_size, progress=False)
     targets = method.predict_proba(images.images).argmax(axis=1)  # explain the model's own decision
     size = spec.input_size
     maps = {name: method.explain(images.images, targets, name) for name in method.explainers}
     maps["gaussian"] = np.broadcast_to(centred_gaussian_map(size, size), (len(images), size, size)).copy()
-    per_image, arrays = {}, {"images": images.images, "masks": images.masks, "image_ids": images.image_ids.astype(str),
-                             "targets": targets}
+    per_image, arrays = {}, {"images": images.images, "image_ids": images.image_ids.astype(str), "targets": targets}
+    if images.masks is not None:
+        arrays["masks"] = images.masks
     for name, explained in maps.items():
         arrays[f"map_{name}"] = explained.astype(np.float32)
-        for key, values in localisation_scores(explained, images.masks, seed=spec.seed).items():
-            per_image[f"xai.{name}.{key}"] = values
+        if images.masks is not None:
+            for key, values in localisation_scores(explained, images.masks, seed=spec.seed).items():
+                per_image[f"xai.{name}.{key}"] = values
         if spec.options["faithfulness"] in ("fast", "road"):
             curves = deletion_insertion_auc(method.predict_proba, images.images, explained, targets,
                                             steps=spec.options["deletion_steps"], seed=spec.seed)
@@ -323,7 +330,18 @@ def explain_and_score(spec: JobSpec, method, inputs: JobInputs) -> tuple[dict, d
             arrays[f"mprt_{name}_ssim_curve"] = check["ssim_curve"]
             arrays["mprt_stages"] = np.asarray(check["stages"], dtype=str)
     lesions = inputs.dataset.manifest.set_index("image_id").loc[images.image_ids, "lesion_id"].to_numpy()
-    return {"per_image": per_image, "lesions": lesions}, arrays
+    return {"per_image": per_image, "lesions": lesions, "no_masks": images.masks is None, "explainers": list(maps)}, arrays
+
+
+def no_mask_entries(explainers: list[str]) -> dict[str, dict]:
+    """Every localisation metric of every explainer as NaN for the reason "no masks"."""
+    from ..explain.localisation import LOCALISATION_METRICS
+    from ..metrics.config import load_config
+
+    config = load_config()
+    return {f"xai.{name}.{key}": {"value": float("nan"), "ci_low": float("nan"), "ci_high": float("nan"), "n": 0, "ci_method": None,
+                                  "higher_is_better": config.higher_is_better(f"xai.{name}.{key}"), "reason": "no masks"}
+            for name in explainers for key in LOCALISATION_METRICS}
 
 
 def efficiency_metrics(method, spec: JobSpec) -> dict[str, dict]:
@@ -471,6 +489,8 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
 
                 write_npz(job_dir / "explanations.npz", **arrays)
                 xai_metrics = evaluate_means(scores["per_image"], scores["lesions"])
+                if scores["no_masks"]:
+                    xai_metrics.update(no_mask_entries(scores["explainers"]))
             write_json(xai_path, {"metrics": xai_metrics, "skipped": None if scores else arrays.get("reason")})
         timings["explain_s"] = time.perf_counter() - start
 

@@ -4,6 +4,7 @@ and the quantus behaviours the module avoids (each pinned, so an upgrade that ch
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
@@ -184,10 +185,10 @@ def test_trunks_are_split_and_weights_without_reset_parameters_are_redrawn():
     assert not torch.equal(other["backbone.0.weight"], same["backbone.0.weight"])
 
 
-def test_the_runner_scores_every_explainer_but_not_the_baseline():
-    """explain_and_score on a stub job: mprt arrays per explainer, none for the Gaussian."""
+def tiny_explained_job(with_masks: bool, faithfulness: str = "off", n: int = 4):
+    """explain_and_score's three inputs for a stub job: a tiny Grad-CAM method and n test images
+    of 16 px, with or without lesion masks (as ISIC 2018 Task 3 has none)."""
     from benchbox.methods.torch_method import TorchMethod
-    from benchbox.runner.job import explain_and_score
 
     class Tiny(TorchMethod):
         name, task, explainers = "tiny_mprt", "binary", ("gradcam",)
@@ -204,17 +205,26 @@ def test_the_runner_scores_every_explainer_but_not_the_baseline():
     torch.manual_seed(0)
     method = Tiny()
     method.build({"input_size": 16})
-    before = states(method.nets[0])
-    n = 4
     ids = np.array([f"IMG_{i}" for i in range(n)])
     images = np.random.default_rng(0).integers(0, 256, (n, 16, 16, 3), dtype=np.uint8)
     masks = np.zeros((n, 16, 16), bool)
     masks[:, 4:12, 4:12] = True
-    manifest = pd.DataFrame({"image_id": ids, "lesion_id": [f"L{i // 2}" for i in range(n)], "mask_path": "m.png"})
+    manifest = pd.DataFrame({"image_id": ids, "lesion_id": [f"L{i // 2}" for i in range(n)],
+                             "mask_path": "m.png" if with_masks else ""})
     dataset = SimpleNamespace(manifest=manifest, image_set=lambda chosen, size, progress: ImageSet(
-        image_ids=ids, images=images, labels=np.zeros(n, int), groups=ids, masks=masks))
+        image_ids=ids, images=images, labels=np.zeros(n, int), groups=ids, masks=masks if with_masks else None))
     inputs = SimpleNamespace(dataset=dataset, split=pd.DataFrame({"image_id": ids, "split": "test"}))
-    spec = SimpleNamespace(options={"explain_n": n, "faithfulness": "off"}, seed=0, input_size=16)
+    spec = SimpleNamespace(options={"explain_n": n, "faithfulness": faithfulness, "deletion_steps": 4}, seed=0, input_size=16)
+    return spec, method, inputs
+
+
+def test_the_runner_scores_every_explainer_but_not_the_baseline():
+    """explain_and_score on a stub job: mprt arrays per explainer, none for the Gaussian."""
+    from benchbox.runner.job import explain_and_score
+
+    spec, method, inputs = tiny_explained_job(with_masks=True)
+    n = spec.options["explain_n"]
+    before = states(method.nets[0])
     scores, arrays = explain_and_score(spec, method, inputs)
     per_image = scores["per_image"]
     assert {"xai.gradcam.mprt_spearman", "xai.gradcam.mprt_ssim"} <= set(per_image)
@@ -222,6 +232,25 @@ def test_the_runner_scores_every_explainer_but_not_the_baseline():
     assert per_image["xai.gradcam.mprt_spearman"].shape == (n,)
     assert list(arrays["mprt_stages"]) == ["4", "0"] and arrays["mprt_gradcam_ssim_curve"].shape == (n, 2)
     assert all(torch.equal(before[k], v) for k, v in method.nets[0].state_dict().items())
+
+
+def test_without_masks_faithfulness_and_randomisation_are_scored_and_localisation_reads_no_masks():
+    """Data without masks (ISIC 2018 Task 3): the maps are still made and judged by what needs no mask."""
+    from benchbox.reports.boards import format_metric
+    from benchbox.reports.runfolder import parse_metric
+    from benchbox.runner.job import explain_and_score, no_mask_entries
+
+    spec, method, inputs = tiny_explained_job(with_masks=False, faithfulness="fast")
+    scores, arrays = explain_and_score(spec, method, inputs)
+    assert scores["no_masks"] and scores["explainers"] == ["gradcam", "gaussian"]
+    assert "masks" not in arrays and arrays["map_gradcam"].shape == (4, 16, 16)
+    assert {"xai.gradcam.deletion_auc", "xai.gradcam.insertion_auc", "xai.gaussian.deletion_auc",
+            "xai.gradcam.mprt_spearman"} <= set(scores["per_image"])
+    assert not any(key.endswith(("iou", "iou_at_mask_area", "pointing_game")) for key in scores["per_image"])
+    entries = no_mask_entries(scores["explainers"])
+    assert len(entries) == 8 and all(np.isnan(e["value"]) and e["reason"] == "no masks" for e in entries.values())
+    assert entries["xai.gradcam.iou"]["higher_is_better"] is True
+    assert format_metric(parse_metric("xai.gradcam.iou", entries["xai.gradcam.iou"], Path("xai.json"))) == "NaN (no masks)"
 
 
 # --- quantus 0.6's MPRT, pinned where benchbox does otherwise -------------------------------------------
