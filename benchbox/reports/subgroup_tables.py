@@ -225,7 +225,7 @@ def confounding_counts(run: Run, attribute: str) -> str:
 def _association(entry: dict | None) -> str:
     if entry is None:
         return "—"
-    if not math.isfinite(entry["cramers_v"]):
+    if entry["cramers_v"] is None or not math.isfinite(entry["cramers_v"]):  # run.json writes NaN as null
         return f"NaN ({entry['reason']})" if entry.get("reason") else "NaN"
     return f"{entry['cramers_v']:.2f} (χ² p {format_p(entry['chi2_p'])}, n {entry['n']:,})"
 

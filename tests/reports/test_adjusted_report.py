@@ -96,3 +96,15 @@ def test_the_report_shows_that_skin_tone_goes_with_source(run_dir):
     table = confounding_table(run)
     assert f"{abs(phi):.2f}" in next(line for line in table.splitlines() if line.startswith("| ita_light_dark"))
     assert "old_scope" in confounding_counts(run, "ita_light_dark")
+
+
+def test_an_undefined_association_read_back_from_json_reads_nan_with_its_reason(run_dir, tmp_path):
+    """run.json stores NaN as null (strict JSON); a table with one source (ISIC 2018's sample) has no Cramér's V."""
+    import shutil
+
+    copy = shutil.copytree(run_dir, tmp_path / "run")
+    entry = {"rows": ["dark", "light"], "columns": ["isic"], "counts": [[3], [4]], "n": 7, "n_missing": 0,
+             "cramers_v": None, "chi2_p": None, "reason": "one source only"}
+    edit_json(copy / "run.json", lambda r: r["confounding"]["ita_light_dark"].update(source=entry))
+    row = next(line for line in confounding_table(read_run(copy)).splitlines() if line.startswith("| ita_light_dark"))
+    assert "NaN (one source only)" in row
