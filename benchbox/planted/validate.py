@@ -207,7 +207,7 @@ def check_contrast(ctx: Context) -> list[Row]:
     from ..runner.run import execute
     from .contrast import GAP_METRIC, light_dark_gap
 
-    cut = load_config().subgroups.ita_light_dark_cut
+    cut = load_config().ita_light_dark_cut
     rows = []
     for contrast, planted in ((PLANTED_CONTRAST_FLOOR, True), ("equal", False)):
         step = {"contrast_step_ita": cut} if planted else {}
