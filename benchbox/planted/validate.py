@@ -86,7 +86,7 @@ def interval_row(check: str, planted: str, measured: str, entry: dict, expect_ef
     planted side of 0 (`sign` +1 above, -1 below). Where it was not, the interval must not lie wholly
     beyond NULL_MARGIN on that side: no effect of the planted kind that matters (a clean model's
     0.003 AUC drop on unfamiliar markers is real, and no shortcut)."""
-    value, low, high = (float(entry.get(k, np.nan)) for k in ("value", "ci_low", "ci_high"))
+    value, low, high = (np.nan if entry.get(k) is None else float(entry[k]) for k in ("value", "ci_low", "ci_high"))  # JSON: NaN is null
     side = "above" if sign > 0 else "below"
     if expect_effect:
         found = excludes_zero(low, high) and np.sign(value) == sign

@@ -31,6 +31,9 @@ def test_a_planted_effect_passes_only_with_its_interval_on_the_planted_side():
     undefined = interval_row("c", "p", "m", {"value": math.nan, "ci_low": math.nan, "ci_high": math.nan,
                                              "reason": "one class"}, expect_effect=False, sign=1)
     assert undefined.verdict == "fail" and "one class" in undefined.detail
+    read_back = interval_row("c", "p", "m", {"value": None, "ci_low": None, "ci_high": None, "reason": "too few"},
+                             expect_effect=True, sign=-1)  # metrics.json stores NaN as null
+    assert read_back.verdict == "fail" and math.isnan(read_back.value) and "too few" in read_back.detail
 
 
 def test_marker_energy_share_by_hand():
