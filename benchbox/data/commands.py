@@ -47,6 +47,14 @@ def register(subparsers) -> None:
              "(lower: a stronger skin-tone gap); default: graded, equal with --difficulty easy",
     )
     synth.add_argument(
+        "--contrast-step",
+        type=float,
+        default=None,
+        metavar="ITA",
+        help="with a --lesion-contrast FLOOR: that factor on every skin with ITA <= this many degrees and full "
+             "contrast above, instead of the ramp (benchbox validate's check 2b uses 28, the light/dark cut)",
+    )
+    synth.add_argument(
         "--artefact-masks",
         action="store_true",
         help="also write synthderm_ink_masks/<image_id>_ink.png (0/255) for every image with an ink marker",
@@ -77,6 +85,7 @@ def run_synth(args) -> int:
             ("artefact_correlation", args.artefact_correlation),
             ("difficulty", args.difficulty),
             ("lesion_contrast", args.lesion_contrast),
+            ("contrast_step_ita", args.contrast_step),
         )
         if value is not None
     }

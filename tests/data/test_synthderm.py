@@ -624,8 +624,10 @@ def test_synth_command_passes_the_planted_truth_options(monkeypatch, tmp_path):
                          "artefact_correlation": {"ink": {"mel": 0.8}}}
     assert main([*common, "--lesion-contrast", "0.2", "--artefact-correlation", "0.5"]) == 0
     assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": 0.2, "artefact_correlation": 0.5}
+    assert main([*common, "--lesion-contrast", "0.05", "--contrast-step", "28"]) == 0
+    assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": 0.05, "contrast_step_ita": 28.0}
     for option, bad in (("--lesion-contrast", "strong"), ("--artefact-correlation", "{ink"),
                         ("--artefact-correlation", '{"ink": 0.5}')):
         with pytest.raises(SystemExit):
             main([*common, option, bad])
-    assert len(calls) == 3
+    assert len(calls) == 4
