@@ -31,6 +31,7 @@ log = logging.getLogger("benchbox.run")
 def _default_split(dataset) -> Path:
     """The dataset's fixed split: the shipped canonical one, else a lesion-grouped seed-0 split made
     once per dataset hash and kept in the cache."""
+    from ..splits import DEFAULT_FRACTIONS, default_fractions
     from ..splits.build import make_split
     from ..splits.manifest import canonical_split_path, write_split
 
@@ -38,9 +39,11 @@ def _default_split(dataset) -> Path:
     if canonical is not None:
         return canonical
     scheme = "official" if "official_split" in dataset.manifest and dataset.manifest["official_split"].nunique() == 3 else "lesion"
-    path = cache_dir() / "splits" / f"{dataset.name}-{dataset.hash[:16]}-{scheme}-seed0.csv"
+    fractions = default_fractions(dataset.name)
+    parts = "" if scheme == "official" or fractions == DEFAULT_FRACTIONS else "-" + "-".join(f"{round(100 * f)}" for f in fractions)
+    path = cache_dir() / "splits" / f"{dataset.name}-{dataset.hash[:16]}-{scheme}{parts}-seed0.csv"
     if not path.exists():
-        table, info = make_split(dataset.manifest, scheme=scheme, seed=0, folds=3)
+        table, info = make_split(dataset.manifest, scheme=scheme, seed=0, fractions=fractions, folds=3)
         info["command"] = f"made by benchbox run for dataset hash {dataset.hash}"
         write_split(table, path, info, dataset.name, dataset.hash)
     return path

@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from ..data.commands import add_dataset_options
 from ..errors import BenchboxError
-from . import DEFAULT_FRACTIONS, SCHEMES, SPLITS
+from . import SCHEMES, SPLITS, default_fractions
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -39,7 +39,8 @@ def register(subparsers) -> None:
     split.add_argument("--seed", type=int, default=0)
     split.add_argument("--folds", type=int, default=None, metavar="K", help="also divide train into K grouped folds")
     split.add_argument(
-        "--fractions", type=float, nargs=3, default=DEFAULT_FRACTIONS, metavar=("TRAIN", "VAL", "TEST")
+        "--fractions", type=float, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
+        help="default: the dataset's fixed split's, 0.6 0.1 0.3 for synthderm, else 0.7 0.15 0.15"
     )
     split.add_argument(
         "--drop-leaking",
@@ -95,7 +96,7 @@ def _command_line(args, out: Path) -> str:
         words += ["--folds", str(args.folds)]
     if args.drop_leaking:
         words.append("--drop-leaking")
-    if tuple(args.fractions) != DEFAULT_FRACTIONS:
+    if args.fractions is not None:
         words += ["--fractions", *map(str, args.fractions)]
     if args.metadata_only:
         words.append("--metadata-only")
@@ -125,16 +126,15 @@ def run_split(args) -> int:
 
     check_drop_leaking(args.scheme, args.drop_leaking)  # before any image is read
     name, manifest, dataset_hash, _ = _load(args)
+    fractions = default_fractions(name) if args.fractions is None else args.fractions
     if args.scheme == "image":
         if args.folds is not None:
             raise BenchboxError("--folds needs lesion groups; an image-level split has none (use --scheme lesion).")
         from .build import image_level_split
 
-        table, info = image_level_split(manifest, args.seed, args.fractions)
+        table, info = image_level_split(manifest, args.seed, fractions)
     else:
-        table, info = make_split(
-            manifest, args.scheme, args.seed, args.fractions, args.folds, drop_leaking=args.drop_leaking
-        )
+        table, info = make_split(manifest, args.scheme, args.seed, fractions, args.folds, drop_leaking=args.drop_leaking)
     out = args.out or Path(f"{name}_{args.scheme}_seed{args.seed}.csv")
     info["command"] = _command_line(args, out)
     digest = write_split(table, out, info, name, dataset_hash)

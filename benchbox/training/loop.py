@@ -25,7 +25,7 @@ from .finetune import keep_frozen_norms_in_eval
 from .predict import predict_probabilities
 from .resume import FitResume
 
-SCHEDULERS = ("none", "cosine", "plateau")
+SCHEDULERS = ("none", "cosine", "plateau", "onecycle")
 VAL_METRICS = ("balanced_accuracy", "accuracy", "macro_f1", "auc", "neg_log_loss")
 BatchLoss = Callable[[nn.Module, dict], torch.Tensor]
 
@@ -36,11 +36,13 @@ class StageSettings:
 
     epochs: int
     patience: int | None = None  # epochs without improvement before stopping; None: run every epoch
-    scheduler: str = "none"  # cosine: annealed per epoch over `epochs`; plateau: x factor when val stalls
+    scheduler: str = "none"  # cosine: annealed per epoch over `epochs`; plateau: x factor when val stalls;
+    # onecycle: per batch, warm-up from lr/25 to the optimiser's lr over `warmup_fraction` of all steps, then cosine to ~0
     plateau_factor: float = 0.1
     plateau_patience: int = 2
     min_lr: float = 0.0
     min_delta: float = 0.0  # a val score must beat the best by more than this to count as better
+    warmup_fraction: float = 0.3
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -151,6 +153,14 @@ def train_stage(
         scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
             optimizer, mode="max", factor=settings.plateau_factor, patience=settings.plateau_patience, min_lr=settings.min_lr
         )
+    elif settings.scheduler == "onecycle":
+        if callable(batches):
+            raise ValueError(f"{name}: the onecycle scheduler needs a loader of fixed length, not batches by epoch")
+        steps = settings.epochs * len(batches) + 1  # + the step after the last batch, which lands on the floor
+        scheduler = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=steps,
+            pct_start=settings.warmup_fraction, cycle_momentum=False,  # only the learning rate moves
+        )
     best_score, best_epoch, best_state = -math.inf, -1, None
     if initial_score is not None and math.isfinite(initial_score):
         best_score, best_state = initial_score, _snapshot(network)
@@ -178,13 +188,15 @@ def train_stage(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+                scheduler.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
         score = validate(network)
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(score if math.isfinite(score) else -math.inf)
-        elif scheduler is not None:
+        elif scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
             scheduler.step()
         improved = best_state is None or score > best_score + settings.min_delta
         if improved:

@@ -3,7 +3,7 @@
 Keys read here (all optional unless said): `batch_size` (required), `augment` (default true),
 `colour_jitter` (0.1), `random_erasing` (0: off), `oversample` ({kind: none|duplicate|synthetic, fraction: 0-1,
 neighbours: 5}), `num_workers` (0), and per stage `epochs` (required), `patience`,
-`scheduler`, `plateau_factor`, `plateau_patience`, `min_lr`, `min_delta`.
+`scheduler`, `plateau_factor`, `plateau_patience`, `min_lr`, `min_delta`, `warmup_fraction`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .loop import StageSettings
 from .sampling import duplicate_oversampling, synthetic_oversampling
 
 OVERSAMPLING_KINDS = ("none", "duplicate", "synthetic")
-STAGE_KEYS = ("epochs", "patience", "scheduler", "plateau_factor", "plateau_patience", "min_lr", "min_delta")
+STAGE_KEYS = ("epochs", "patience", "scheduler", "plateau_factor", "plateau_patience", "min_lr", "min_delta", "warmup_fraction")
 
 
 def stage_settings(settings: dict) -> StageSettings:

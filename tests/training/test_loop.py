@@ -73,6 +73,34 @@ def test_plateau_and_cosine_schedules_move_the_learning_rate():
     assert [h["lr"] for h in result.history] == pytest.approx(expected)
 
 
+def _annealed(start: float, end: float, fraction: float) -> float:
+    return end + (start - end) / 2 * (1 + math.cos(math.pi * fraction))
+
+
+def test_onecycle_warms_up_then_anneals_per_batch():
+    *_, result = _stage([0.1, 0.2, 0.3, 0.4], StageSettings(epochs=4, scheduler="onecycle", warmup_fraction=0.3))
+    peak, steps = 0.1, 4 * 3 + 1  # 3 batches an epoch, and the step after the last
+    start, floor, turn = peak / 25, peak / 25 / 1e4, 0.3 * steps - 1  # torch OneCycleLR's defaults, steps counted from 0
+
+    def lr_after(step: int) -> float:
+        if step <= turn:
+            return _annealed(start, peak, step / turn)
+        return _annealed(peak, floor, (step - turn) / (steps - 1 - turn))
+
+    # the lr in the history is read after an epoch's last batch: steps 3, 6, 9, 12
+    assert [h["lr"] for h in result.history] == pytest.approx([lr_after(3 * (e + 1)) for e in range(4)])
+    assert result.history[0]["lr"] > result.history[1]["lr"] > result.history[3]["lr"]  # past the peak after 4 of 12 steps
+    assert result.history[3]["lr"] == pytest.approx(floor)
+
+
+def test_onecycle_refuses_batches_that_change_by_epoch():
+    loss = nn.CrossEntropyLoss()
+    with pytest.raises(ValueError, match="onecycle scheduler needs a loader of fixed length"):
+        train_stage(nn.Sequential(nn.Flatten(), nn.Linear(48, 2)), torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.1),
+                    lambda epoch: _batches(), lambda net, batch: loss(net(batch["inputs"]), batch["target"]),
+                    lambda net: 0.5, StageSettings(epochs=2, scheduler="onecycle"), "cpu", progress=False)  # fmt: skip
+
+
 def test_a_diverging_loss_stops_with_a_message():
     network = nn.Sequential(nn.Flatten(), nn.Linear(48, 2))
     with pytest.raises(FloatingPointError, match="lower the learning rate"):
