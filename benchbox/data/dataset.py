@@ -32,6 +32,7 @@ class Dataset:
     image_hashes: list[str] = field(repr=False)
     mask_hashes: list[str] = field(repr=False)
     notes: list[str] = field(default_factory=list)
+    split_fractions: tuple[float, float, float] | None = None  # of its fixed lesion split; None: splits.DEFAULT_FRACTIONS
 
     @property
     def has_masks(self) -> bool:

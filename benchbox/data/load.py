@@ -97,10 +97,14 @@ def load_dataset(
         from .ham10000 import load_ham10000
 
         if path is not None:
-            root = path
-        else:
-            root = ensure_easy_synthderm() if kind == "synthderm-easy" else ensure_default_synthderm()
-        return load_ham10000(root, name=kind, **options)
+            return load_ham10000(path, name=kind, **options)
+        if kind == "synthderm-easy":
+            return load_ham10000(ensure_easy_synthderm(), name=kind, **options)
+        from ..splits import SYNTHDERM_FRACTIONS
+
+        dataset = load_ham10000(ensure_default_synthderm(), name=kind, **options)
+        dataset.split_fractions = SYNTHDERM_FRACTIONS  # the default board's larger test part
+        return dataset
     if kind == "isic2018":
         from .isic2018 import load_isic2018
 

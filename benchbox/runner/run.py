@@ -31,7 +31,7 @@ log = logging.getLogger("benchbox.run")
 def _default_split(dataset) -> Path:
     """The dataset's fixed split: the shipped canonical one, else a lesion-grouped seed-0 split made
     once per dataset hash and kept in the cache."""
-    from ..splits import DEFAULT_FRACTIONS, default_fractions
+    from ..splits import DEFAULT_FRACTIONS
     from ..splits.build import make_split
     from ..splits.manifest import canonical_split_path, write_split
 
@@ -39,7 +39,7 @@ def _default_split(dataset) -> Path:
     if canonical is not None:
         return canonical
     scheme = "official" if "official_split" in dataset.manifest and dataset.manifest["official_split"].nunique() == 3 else "lesion"
-    fractions = default_fractions(dataset.name)
+    fractions = dataset.split_fractions or DEFAULT_FRACTIONS
     parts = "" if scheme == "official" or fractions == DEFAULT_FRACTIONS else "-" + "-".join(f"{round(100 * f)}" for f in fractions)
     path = cache_dir() / "splits" / f"{dataset.name}-{dataset.hash[:16]}-{scheme}{parts}-seed0.csv"
     if not path.exists():

@@ -13,13 +13,8 @@ SPLITS = ("train", "val", "test")
 # value of SPLITS never sees it.
 DROPPED = "dropped"
 DEFAULT_FRACTIONS = (0.70, 0.15, 0.15)
-# The built-in synthderm's fixed split (train, val, test): twice the usual test part, so the default
-# board's intervals are about 1/sqrt(2) as wide (~630 test images of 2,096), at the cost of a seventh
-# of the training images, which the quick profiles' epochs absorb.
+# The built-in synthderm's fixed split (train, val, test; not that of a synthderm:DIR): twice the usual
+# test part, so the default board's intervals are narrower (628 test images of 2,096), at the cost of a
+# seventh of the training images, which the quick profiles' epochs absorb.
 SYNTHDERM_FRACTIONS = (0.60, 0.10, 0.30)
-
-
-def default_fractions(dataset_name: str) -> tuple[float, float, float]:
-    """The fractions of a dataset's fixed lesion split: SYNTHDERM_FRACTIONS for synthderm, else 70/15/15."""
-    return SYNTHDERM_FRACTIONS if dataset_name == "synthderm" else DEFAULT_FRACTIONS
 SCHEMES = ("lesion", "official")

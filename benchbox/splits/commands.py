@@ -11,7 +11,7 @@ from tabulate import tabulate
 
 from ..data.commands import add_dataset_options
 from ..errors import BenchboxError
-from . import SCHEMES, SPLITS, default_fractions
+from . import DEFAULT_FRACTIONS, SCHEMES, SPLITS, SYNTHDERM_FRACTIONS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -40,7 +40,7 @@ def register(subparsers) -> None:
     split.add_argument("--folds", type=int, default=None, metavar="K", help="also divide train into K grouped folds")
     split.add_argument(
         "--fractions", type=float, nargs=3, default=None, metavar=("TRAIN", "VAL", "TEST"),
-        help="default: the dataset's fixed split's, 0.6 0.1 0.3 for synthderm, else 0.7 0.15 0.15"
+        help="default: those of the dataset's fixed split, 0.6 0.1 0.3 for the built-in synthderm, else 0.7 0.15 0.15"
     )
     split.add_argument(
         "--drop-leaking",
@@ -126,7 +126,7 @@ def run_split(args) -> int:
 
     check_drop_leaking(args.scheme, args.drop_leaking)  # before any image is read
     name, manifest, dataset_hash, _ = _load(args)
-    fractions = default_fractions(name) if args.fractions is None else args.fractions
+    fractions = args.fractions or (SYNTHDERM_FRACTIONS if args.data == "synthderm" else DEFAULT_FRACTIONS)  # as `run`'s
     if args.scheme == "image":
         if args.folds is not None:
             raise BenchboxError("--folds needs lesion groups; an image-level split has none (use --scheme lesion).")

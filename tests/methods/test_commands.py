@@ -24,7 +24,7 @@ def test_ls_lists_every_method_with_sizes_explainers_paper_and_claims(capsys):
     rows = {line.split()[0]: line.split() for line in out.splitlines()[2 : 2 + len(cards)]}
     assert set(rows) == set(cards.names())
     assert rows["msfa"] == ["msfa", "multiclass", "48/64/224", "gradcam", "no"]
-    assert rows["soft_attention"] == ["soft_attention", "multiclass", "48/48/224", "attention,", "gradcam", "no"]
+    assert rows["soft_attention"] == ["soft_attention", "multiclass", "48/64/224", "attention,", "gradcam", "no"]
     for name in cards:  # every card's sizes and mask need, as its card says
         card = cards.get(name)
         assert rows[name][2] == f"{card.input_size('smoke')}/{card.input_size('quick')}/{card.input_size('paper')}"
