@@ -68,13 +68,13 @@ def register(subparsers) -> None:
     audit.set_defaults(func=run_audit)
 
 
-def _load(args) -> tuple[str, pd.DataFrame, str, bool]:
-    """(dataset name, manifest, dataset hash, restricted on purpose) for the command's DATA."""
+def _load(args) -> tuple[str, pd.DataFrame, str, bool, tuple]:
+    """(dataset name, manifest, dataset hash, restricted on purpose, fixed-split fractions) for the command's DATA."""
     from ..data.load import ensure_default_synthderm, load_dataset, parse_spec
 
     if not args.metadata_only:
         dataset = load_dataset(args.data, only_present=args.only_present, on_bad_image=args.on_bad_image)
-        return dataset.name, dataset.manifest, dataset.hash, args.only_present
+        return dataset.name, dataset.manifest, dataset.hash, args.only_present, dataset.split_fractions or DEFAULT_FRACTIONS
     from ..data.ham10000 import metadata_manifest
     from ..data.manifest import manifest_hash
 
@@ -86,7 +86,7 @@ def _load(args) -> tuple[str, pd.DataFrame, str, bool]:
             f"--metadata-only reads a HAM10000_metadata.csv: use ham10000:DIR or synthderm:DIR, not {args.data!r}."
         )
     manifest = metadata_manifest(path if path is not None else ensure_default_synthderm())
-    return kind, manifest, manifest_hash(manifest), False
+    return kind, manifest, manifest_hash(manifest), False, SYNTHDERM_FRACTIONS if path is None else DEFAULT_FRACTIONS
 
 
 def _command_line(args, out: Path) -> str:
@@ -125,8 +125,8 @@ def run_split(args) -> int:
     from .manifest import sidecar_paths, write_split
 
     check_drop_leaking(args.scheme, args.drop_leaking)  # before any image is read
-    name, manifest, dataset_hash, _ = _load(args)
-    fractions = args.fractions or (SYNTHDERM_FRACTIONS if args.data == "synthderm" else DEFAULT_FRACTIONS)  # as `run`'s
+    name, manifest, dataset_hash, _, fixed = _load(args)
+    fractions = args.fractions or fixed
     if args.scheme == "image":
         if args.folds is not None:
             raise BenchboxError("--folds needs lesion groups; an image-level split has none (use --scheme lesion).")
@@ -168,7 +168,7 @@ def run_audit(args) -> int:
     from .audit import audit_split, format_audit
     from .manifest import dropped_images, match_dataset, read_split
 
-    name, manifest, dataset_hash, restricted = _load(args)
+    name, manifest, dataset_hash, restricted, _ = _load(args)
     table, digest = read_split(args.split)
     matched, n_dropped = match_dataset(table, manifest, args.split, dataset_hash, restricted)
     audit = audit_split(manifest, matched, dropped=dropped_images(args.split))

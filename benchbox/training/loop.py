@@ -161,6 +161,7 @@ def train_stage(
             optimizer, max_lr=[group["lr"] for group in optimizer.param_groups], total_steps=steps,
             pct_start=settings.warmup_fraction, cycle_momentum=False,  # only the learning rate moves
         )
+    per_batch = settings.scheduler == "onecycle"
     best_score, best_epoch, best_state = -math.inf, -1, None
     if initial_score is not None and math.isfinite(initial_score):
         best_score, best_state = initial_score, _snapshot(network)
@@ -188,7 +189,7 @@ def train_stage(
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
-            if isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+            if per_batch:
                 scheduler.step()
             losses.append(loss.item())
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
@@ -196,7 +197,7 @@ def train_stage(
         lr = optimizer.param_groups[0]["lr"]
         if isinstance(scheduler, torch.optim.lr_scheduler.ReduceLROnPlateau):
             scheduler.step(score if math.isfinite(score) else -math.inf)
-        elif scheduler is not None and not isinstance(scheduler, torch.optim.lr_scheduler.OneCycleLR):
+        elif scheduler is not None and not per_batch:
             scheduler.step()
         improved = best_state is None or score > best_score + settings.min_delta
         if improved:

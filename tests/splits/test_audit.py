@@ -70,7 +70,7 @@ def test_class_balance_matches_hand_count():
 def run_cli(monkeypatch, leaky_dataset):
     """benchbox's CLI with the split commands, reading `leaky_dataset` for any DATA spec."""
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("benchbox.splits.commands",))  # only ours
-    dataset = SimpleNamespace(name="toy", manifest=leaky_dataset, hash="f" * 64)
+    dataset = SimpleNamespace(name="toy", manifest=leaky_dataset, hash="f" * 64, split_fractions=None)
     monkeypatch.setattr(benchbox.data.load, "load_dataset", lambda spec, **options: dataset)
     return cli.main
 

@@ -72,7 +72,7 @@ def run_cli(monkeypatch):
     monkeypatch.setattr(cli, "COMMAND_MODULES", ("benchbox.splits.commands",))
 
     def use(manifest):
-        dataset = SimpleNamespace(name="toy", manifest=manifest, hash="f" * 64)
+        dataset = SimpleNamespace(name="toy", manifest=manifest, hash="f" * 64, split_fractions=None)
         monkeypatch.setattr(benchbox.data.load, "load_dataset", lambda spec, **options: dataset)
         return cli.main
 
