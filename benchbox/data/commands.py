@@ -55,6 +55,14 @@ def register(subparsers) -> None:
              "contrast above, instead of the ramp (benchbox validate's check 2b uses 28, the light/dark cut)",
     )
     synth.add_argument(
+        "--ink-width",
+        type=float,
+        default=None,
+        metavar="TIMES",
+        help="the ink marker's stroke width as a multiple of the default 1.5-3 px at 128 px (benchbox validate's "
+             "check 3 uses 3, a bold marker pen)",
+    )
+    synth.add_argument(
         "--artefact-masks",
         action="store_true",
         help="also write synthderm_ink_masks/<image_id>_ink.png (0/255) for every image with an ink marker",
@@ -86,6 +94,7 @@ def run_synth(args) -> int:
             ("difficulty", args.difficulty),
             ("lesion_contrast", args.lesion_contrast),
             ("contrast_step_ita", args.contrast_step),
+            ("ink_width", args.ink_width),
         )
         if value is not None
     }

@@ -25,9 +25,12 @@ def _estimate(row: Row) -> str:
 
 def validation_markdown(rows: list[Row], ctx: Context, code: dict, elapsed_s: float) -> str:
     passed = sum(row.verdict == "pass" for row in rows)
+    settings = PROFILES[ctx.profile]
+    overrides = [f"{check}'s variants with {options}" for check, options in settings.get("synth_for", {}).items()]
+    overrides += [f"{check}'s runs in the {profile} profile" for check, profile in settings.get("run_profile_for", {}).items()]
     header = markdown_table([
-        ["profile", f"{ctx.profile} (training profile of the method; data: {PROFILES[ctx.profile]['base_data']} "
-                    f"and variants generated with {PROFILES[ctx.profile]['synth']})"],
+        ["profile", f"{ctx.profile} (the method's training profile; data: {settings['base_data']} and variants "
+                    f"generated with {settings['synth']}" + "".join(f"; {o}" for o in overrides) + ")"],
         ["methods", f"{ctx.method} (checks 2b, 3, 4) and {LEAKAGE_METHOD} (check 1: deterministic, no training "
                     "noise between its two arms), training seed 0"],
         ["code version", describe_code_version(code)],

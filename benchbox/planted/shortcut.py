@@ -29,6 +29,9 @@ INK_RATES = {
     "counterfactual": {c: 0.5 for c in CLASSES},
     "clean": None,  # the generator's class-independent default
 }
+# The marker's stroke, times synthderm's default (1.5-3 px at 128 px, 1 % of the image): a bold
+# marker pen, 2.4 % of the image, still a thin arc at 48-64 px input.
+INK_WIDTH = 3.0
 
 
 def marker_energy_share(maps: np.ndarray, marker: np.ndarray) -> np.ndarray:
@@ -73,24 +76,20 @@ def shortcut_rows(ctx) -> list:
     from ..metrics.config import load_config
     from ..metrics.paired import MethodOutput, compare_all
     from ..runner.run import execute
-    from ..splits.build import make_split
-    from ..splits.manifest import write_split
-    from .validate import interval_row
+    from .validate import interval_row, shared_split
 
-    roots = {name: ensure_synthderm_variant(f"validate-ink-{name}", **ctx.settings["synth"],
+    roots = {name: ensure_synthderm_variant(f"validate-ink-{name}", **ctx.synth("shortcut"),
                                             artefact_correlation=None if rates is None else {"ink": rates},
-                                            artefact_masks=True)
+                                            artefact_masks=True, ink_width=INK_WIDTH)
              for name, rates in INK_RATES.items()}
     datasets = {name: load_dataset(f"synthderm:{root}", progress=ctx.progress) for name, root in roots.items()}
     folder = ctx.out / "shortcut"
-    split_path = folder / "split.csv"
-    if not split_path.is_file():
-        table, info = make_split(datasets["correlated"].manifest, seed=0, progress=ctx.progress)
-        write_split(table, split_path, info, "synthderm (validate: ink marker variants)", datasets["correlated"].hash)
+    split_path = shared_split(datasets["correlated"], folder / "split.csv", progress=ctx.progress)
 
     models = {}
     for name in ("correlated", "clean"):
-        config = ctx.run_config(f"synthderm:{roots[name]}", folder / f"trained_on_{name}", split=str(split_path))
+        config = ctx.run_config(f"synthderm:{roots[name]}", folder / f"trained_on_{name}", split=str(split_path),
+                                check="shortcut")
         if execute(config, ctx.progress) != 0:
             raise BenchboxError(f"shortcut: the run trained on {name} data failed; see {config.out}/run.log")
         models[name] = trained_method(config)

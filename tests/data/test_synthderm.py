@@ -594,6 +594,29 @@ def test_artefact_correlation_changes_only_the_artefacts(ink_pair):
     assert differing >= 10 and both_beyond_base >= 5
 
 
+def test_ink_width_widens_only_the_marker(tmp_path, ink_pair):
+    """ink_width=3 (validate's bold marker pen) draws the same arcs about three times as wide: the
+    images without ink are byte-identical to ink_width=1's, every inked image's mask holds at least
+    95 % of width 1's (the arcs' ends round differently) and covers 2-4 times its pixels. A width
+    out of (0, 8] is refused."""
+    wide = synthderm.generate(tmp_path / "wide", n_lesions=40, size=64, seed=7, artefact_correlation=INK_HALF,
+                              artefact_masks=True, workers=1, ink_width=3)
+    truth = read(wide)[1]
+    images = "HAM10000_images_part_1"
+    ratios = []
+    for image_id, inked in truth["ink"].items():
+        same = (wide / images / f"{image_id}.jpg").read_bytes() == (ink_pair["inked"] / images / f"{image_id}.jpg").read_bytes()
+        assert same == (not inked)
+        if inked:
+            thin, bold = (np.asarray(Image.open(synthderm.ink_mask_path(root, image_id))) > 0 for root in (ink_pair["inked"], wide))
+            assert (thin & bold).sum() >= 0.95 * thin.sum()  # the same arc (its ends may round differently)
+            ratios.append(bold.sum() / thin.sum())
+    assert len(ratios) >= 10 and 2 < np.median(ratios) < 4
+    for bad in (0, -1, 9, True, "3"):
+        with pytest.raises(BenchboxError, match="ink_width"):
+            synthderm.generate(tmp_path / f"bad-{bad}", n_lesions=8, ink_width=bad)
+
+
 def test_defaults_are_unchanged_by_the_new_options(tmp_path, contrast_pair, ink_pair):
     """lesion_contrast=None is graded (default) or equal (easy), and artefact_masks=True only adds
     the mask folder. (Checked against the generator before these options existed: n_lesions=40 at
@@ -626,6 +649,8 @@ def test_synth_command_passes_the_planted_truth_options(monkeypatch, tmp_path):
     assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": 0.2, "artefact_correlation": 0.5}
     assert main([*common, "--lesion-contrast", "0.05", "--contrast-step", "28"]) == 0
     assert calls[-1] == {"seed": 0, "n_lesions": 30, "lesion_contrast": 0.05, "contrast_step_ita": 28.0}
+    assert main([*common, "--ink-width", "3"]) == 0
+    assert calls[-1] == {"seed": 0, "n_lesions": 30, "ink_width": 3.0}
     for option, bad in (("--lesion-contrast", "strong"), ("--artefact-correlation", "{ink"),
                         ("--artefact-correlation", '{"ink": 0.5}')):
         with pytest.raises(SystemExit):
