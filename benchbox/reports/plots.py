@@ -13,7 +13,7 @@ import pandas as pd
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 from sklearn.metrics import confusion_matrix as sk_confusion_matrix
-from sklearn.metrics import roc_curve
+from sklearn.metrics import roc_auc_score, roc_curve
 
 from ..labels import BINARY_CLASSES, MALIGNANT_CLASSES
 from .boards import BASELINE_EXPLAINER
@@ -61,6 +61,15 @@ def _seed_note(run: Run) -> str:
     return f" (curves: seed {run.seeds[0]})" if len(run.seeds) > 1 else ""
 
 
+def _curve_label(run: Run, method: str, name: str, curve_auc: float, metric: str) -> str:
+    """The legend entry: the AUC of the curve drawn (the first seed's), and with several seeds the
+    board's seed mean beside it, so the number next to a curve is that curve's."""
+    board = run.method_metrics(method).get(metric)
+    if len(run.seeds) == 1 or not board:
+        return f"{method} ({name} {curve_auc:.3f})"
+    return f"{method} ({name} {curve_auc:.3f}; {len(run.seeds)}-seed mean {board.value:.3f})"
+
+
 def roc_binary(run: Run, methods: list[str], path: Path) -> Path | None:
     """Malignant-vs-benign ROC of every method from p_malignant on the test split."""
     if not methods:
@@ -70,9 +79,9 @@ def roc_binary(run: Run, methods: list[str], path: Path) -> Path | None:
     for i, method in enumerate(methods):
         job = run.done_jobs(method)[0]
         frame, truth = test_predictions(job)
-        fpr, tpr, _ = roc_curve(is_malignant(truth), frame["p_malignant"].to_numpy())
-        auc = run.method_metrics(method).get("binary.auc")
-        label = f"{method} (AUC {auc.value:.3f})" if auc else method
+        positives, scores = is_malignant(truth), frame["p_malignant"].to_numpy()
+        fpr, tpr, _ = roc_curve(positives, scores)
+        label = _curve_label(run, method, "AUC", roc_auc_score(positives, scores), "binary.auc")
         axes.plot(fpr, tpr, color=PALETTE[i % len(PALETTE)], linewidth=1.8, label=label)
     axes.legend(loc="lower right", fontsize=8)
     return _save(figure, path)
@@ -90,15 +99,15 @@ def roc_multiclass(run: Run, methods: list[str], path: Path) -> Path | None:
     for i, method in enumerate(methods):
         job = run.done_jobs(method)[0]
         frame, truth = test_predictions(job)
-        curves = []
+        curves, aucs = [], []
         for name in job.classes:
             positives = truth == name
             if positives.all() or not positives.any():
                 continue
             fpr, tpr, _ = roc_curve(positives, frame[f"p_{name}"].to_numpy())
             curves.append(np.interp(grid, fpr, tpr))
-        auc = run.method_metrics(method).get("auc_macro")
-        label = f"{method} (macro AUC {auc.value:.3f})" if auc else method
+            aucs.append(roc_auc_score(positives, frame[f"p_{name}"].to_numpy()))
+        label = _curve_label(run, method, "macro AUC", float(np.mean(aucs)), "auc_macro")
         axes.plot(grid, np.mean(curves, axis=0), color=PALETTE[i % len(PALETTE)], linewidth=1.8,
                   label=label)
     axes.legend(loc="lower right", fontsize=8)

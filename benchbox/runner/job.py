@@ -136,6 +136,15 @@ def variant_of_fit(spec: JobSpec, card, inputs: JobInputs):
     """A variant (card `fit_of: BASE`) is BASE's trained model with other post-fit settings (e.g. the
     operating threshold's rule): BASE's fit of this seed is reused from the cache, or trained and cached
     for BASE's own job, so the two rows of a board differ only in what the variant changes."""
+    base, base_spec = base_of_variant(spec, card)
+    method, info = fit_or_load(base_spec, base, inputs)
+    method.name, method.settings = card.name, card.settings(spec.profile)
+    return method, info
+
+
+def base_of_variant(spec: JobSpec, card):
+    """The base card of a variant and the base's job spec for the same seed, checked: a variant may
+    change only its class's post-fit settings."""
     from ..registry import get_card
 
     base = get_card(card.fit_of)
@@ -146,10 +155,33 @@ def variant_of_fit(spec: JobSpec, card, inputs: JobInputs):
         raise BenchboxError(
             f"{card.name} ({card.source}) is a variant of {base.name} but changes {sorted(set(changed) - allowed) or 'its class'}; "
             f"a variant shares its base's trained model, so it may change only {sorted(allowed) or 'nothing'}")
-    base_spec = replace(spec, method=base.name, settings=base_settings, input_size=base.input_size(spec.profile))
-    method, info = fit_or_load(base_spec, base, inputs)
-    method.name, method.settings = card.name, settings
-    return method, info
+    return base, replace(spec, method=base.name, settings=base_settings, input_size=base.input_size(spec.profile))
+
+
+# What a variant's job takes from its base's finished job instead of computing it again: post-fit
+# settings move only the operating threshold, so the probabilities, the explanations (of the argmax
+# class) and the latency of the shared networks are the base's.
+SHARED_WITH_BASE = ("predictions.csv", "efficiency.json", "xai.json", "explanations.npz")
+
+
+def adopt_base_outputs(spec: JobSpec, card, job_dir: Path) -> list[str]:
+    """Copy into a variant's job folder the stage files its base's job of the same seed finished (in
+    the same run folder, for exactly the base spec: its done.json's job key), where the variant has
+    none yet; returns the names copied. Nothing when the base has not finished (the variant then
+    computes its own)."""
+    import shutil
+
+    if not card.fit_of:
+        return []
+    _, base_spec = base_of_variant(spec, card)
+    base_dir = job_dir.parent.parent / base_spec.method / job_dir.name
+    done = read_record(base_dir / DONE_FILE) if (base_dir / DONE_FILE).is_file() else None
+    if done is None or done.get("job_key") != base_spec.job_key() or damaged_stage_files(base_dir, done):
+        return []
+    copied = [name for name in SHARED_WITH_BASE if (base_dir / name).is_file() and not (job_dir / name).exists()]
+    for name in copied:
+        shutil.copyfile(base_dir / name, job_dir / name)
+    return copied
 
 
 def predictions_frame(method, inputs: JobInputs, size: int) -> pd.DataFrame:
@@ -456,6 +488,10 @@ def run_job(spec: JobSpec, card, inputs: JobInputs) -> dict:
             _remove_stage_files(job_dir)
         timings["fit_s"] = fit_info["fit_s"] if fit_info["reused_checkpoint"] is None else 0.0
         timings["load_s"] = time.perf_counter() - start if fit_info["reused_checkpoint"] else 0.0
+        adopted = adopt_base_outputs(spec, card, job_dir)
+        if adopted:
+            log.info("%s: %s copied from %s's finished job (the same trained networks)", spec.name,
+                     ", ".join(adopted), card.fit_of)
 
         stage = "predict"
         start = time.perf_counter()

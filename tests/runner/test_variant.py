@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pandas as pd
 import pytest
 import yaml
 
+from benchbox.registry import get_card
 from benchbox.runner.config import RunConfig
-from benchbox.runner.run import execute
+from benchbox.runner.job import adopt_base_outputs
+from benchbox.runner.run import execute, job_specs, metric_suites_sha256, validate
 
 from runner_tiny_methods import CardedBinary
 
@@ -71,3 +75,35 @@ def test_claims_read_the_runs_card_copy_not_the_edited_card(variant_registry, ti
     (run.folder / "cards").rmdir()  # a run folder from before copies were kept: the current card, said so
     section = claims_section(run, *run_cards(run.folder, variant_registry))
     assert "| binary.auc | 0.100" in section and "kept no card copies" in section
+
+
+def test_a_variant_after_its_base_copies_the_bases_predictions_latency_and_explanations(
+        variant_registry, tiny_synthderm, tmp_path, monkeypatch):
+    """The base finished first in the same run folder: the variant's predict, latency and explain
+    stages copy its files (the same networks; only the threshold differs) instead of computing them,
+    while its metrics use its own threshold. A base job of another spec is not copied from."""
+    calls = []
+    original = CardedBinary.predict_proba
+    monkeypatch.setattr(CardedBinary, "predict_proba", lambda self, images: calls.append(self.name) or original(self, images))
+    config = RunConfig(methods=["carded", "carded_low"], data=f"synthderm:{tiny_synthderm}", profile="smoke",
+                       out=str(tmp_path / "run"), explain_n=4, device="cpu")
+    assert execute(config, progress=False) == 0
+    run = config.run_dir()
+    assert "carded" in calls and "carded_low" not in calls  # nothing the variant computes needs a forward pass
+    for name in ("predictions.csv", "efficiency.json", "xai.json", "explanations.npz"):
+        assert (run / "carded_low" / "seed0" / name).read_bytes() == (run / "carded" / "seed0" / name).read_bytes(), name
+    low, base = (pd.read_json(run / name / "seed0" / "metrics.json", typ="series") for name in ("carded_low", "carded"))
+    assert (low["threshold"], base["threshold"]) == pytest.approx((0.3, 0.5))
+
+    checked = validate(config, progress=False)
+    specs = job_specs(config, checked, config.evaluation(), metric_suites_sha256())
+    variant_spec = next(spec for spec in specs if spec.method == "carded_low")
+    fresh = tmp_path / "fresh" / "carded_low" / "seed0"
+    fresh.mkdir(parents=True)
+    (tmp_path / "fresh" / "carded").symlink_to(run / "carded")
+    shared = ["predictions.csv", "efficiency.json", "xai.json", "explanations.npz"]
+    assert adopt_base_outputs(variant_spec, get_card("carded_low"), fresh) == shared
+    other = tmp_path / "other" / "carded_low" / "seed0"
+    other.mkdir(parents=True)
+    (tmp_path / "other" / "carded").symlink_to(run / "carded")
+    assert adopt_base_outputs(replace(variant_spec, seed=1), get_card("carded_low"), other) == []  # no finished seed1 job
