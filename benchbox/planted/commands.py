@@ -15,8 +15,8 @@ def register(subparsers) -> None:
              "benchbox finds them where planted and only there; writes validation.md",
     )
     validate.add_argument("--profile", choices=("smoke", "quick"), default="quick",
-                          help="smoke: every code path in minutes on the easy data; quick (default): the committed "
-                               "leaderboards/validation.md")
+                          help="smoke: every code path in minutes (checks 1, 2b and 3 as quick runs them); quick "
+                               "(default): the committed leaderboards/validation.md")
     validate.add_argument("--out", type=Path, default=None, help="folder for every run and validation.md "
                                                                  "(default: reports/validation-<profile>)")
     validate.add_argument("--method", default=DEFAULT_METHOD, help=f"the method trained by every check (default: {DEFAULT_METHOD})")

@@ -655,4 +655,4 @@ def test_synth_command_passes_the_planted_truth_options(monkeypatch, tmp_path):
                         ("--artefact-correlation", '{"ink": 0.5}')):
         with pytest.raises(SystemExit):
             main([*common, option, bad])
-    assert len(calls) == 4
+    assert len(calls) == 5
