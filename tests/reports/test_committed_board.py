@@ -19,9 +19,9 @@ BINARY_AUC_FLOOR = 0.60  # lower bound; chance is 0.5
 MCC_FLOOR = 0.10  # lower bound of the 7-class MCC; chance is 0
 # (method, metric) -> lower bound on the committed board (run synthderm-quick-f620ce09, 2026-12-03)
 BELOW_FLOOR = {
-    ("dual_task", "binary.auc"): 0.522, ("efficientnet_b0", "binary.auc"): 0.556, ("inception_v3", "binary.auc"): 0.529,
-    ("msfa", "binary.auc"): 0.547, ("recall_ensemble", "binary.auc"): 0.563, ("resnet50", "binary.auc"): 0.548,
-    ("xception", "binary.auc"): 0.576, ("resnet50", "mcc"): 0.069,
+    ("dual_task", "binary.auc"): 0.554, ("efficientnet_b0", "binary.auc"): 0.571, ("inception_v3", "binary.auc"): 0.599,
+    ("recall_ensemble", "binary.auc"): 0.553, ("resnet50", "binary.auc"): 0.519, ("soft_attention", "binary.auc"): 0.594,
+    ("xception", "binary.auc"): 0.562, ("resnet50", "mcc"): 0.008,
 }
 
 
