@@ -92,7 +92,7 @@ class Context:
         return {**self.settings["synth"], **self.settings.get("synth_for", {}).get(check, {})}
 
     def run_config(self, data: str, out: Path, split: str | None = None, check: str | None = None):
-        """One training seed of the check's method on `data`, in the check's training profile."""
+        """One training seed of the check's method on `data`, in the check's run profile."""
         from ..runner.config import RunConfig
 
         profile = self.settings.get("run_profile_for", {}).get(check, self.profile)
@@ -246,14 +246,14 @@ def check_contrast(ctx: Context) -> list[Row]:
     from .contrast import GAP_METRIC, light_dark_gap
 
     cut = load_config().ita_light_dark_cut
+    roots = {contrast: ensure_synthderm_variant(f"validate-contrast-{contrast}", **ctx.synth("contrast"),
+                                                lesion_contrast=contrast, **({"contrast_step_ita": cut} if planted else {}))
+             for contrast, planted in ((PLANTED_CONTRAST_FLOOR, True), ("equal", False))}
+    split = shared_split(load_dataset(f"synthderm:{roots['equal']}", progress=ctx.progress),
+                         ctx.out / "contrast" / "split.csv", CONTRAST_FRACTIONS, ctx.progress)
     rows = []
-    split = None
-    for contrast, planted in (("equal", False), (PLANTED_CONTRAST_FLOOR, True)):
-        step = {"contrast_step_ita": cut} if planted else {}
-        root = ensure_synthderm_variant(f"validate-contrast-{contrast}", **ctx.synth("contrast"), lesion_contrast=contrast,
-                                        **step)
-        split = split or shared_split(load_dataset(f"synthderm:{root}", progress=ctx.progress),
-                                      ctx.out / "contrast" / "split.csv", CONTRAST_FRACTIONS, ctx.progress)
+    for contrast, root in roots.items():
+        planted = contrast != "equal"
         folder = ctx.out / "contrast" / ("faded_on_dark_skin" if planted else "equal")
         if execute(ctx.run_config(f"synthderm:{root}", folder, split=str(split), check="contrast"), ctx.progress) != 0:
             raise BenchboxError(f"contrast ({contrast}): the run failed; see {folder}/run.log")
@@ -261,7 +261,7 @@ def check_contrast(ctx: Context) -> list[Row]:
                 "1x above" if planted else "equal lesion contrast on every skin tone")
         rows.append(interval_row("2b subgroup gap (end to end)", what, f"{GAP_METRIC} ({ctx.method})",
                                  light_dark_gap(folder, ctx.method), expect_effect=planted, sign=-1))
-    return rows[::-1]  # the planted twin first, as in the other checks
+    return rows
 
 
 def check_shortcut(ctx: Context) -> list[Row]:
