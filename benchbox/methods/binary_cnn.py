@@ -43,6 +43,7 @@ How the paper was read where it is vague:
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 import numpy as np
@@ -65,6 +66,7 @@ from .torch_method import TorchMethod
 
 INCEPTION_MIN_INPUT = 75  # torchvision's InceptionV3 fails below this
 INCEPTION_AUX_MIN_INPUT = 299  # the auxiliary classifier needs a 17 x 17 Mixed_6e map
+IMAGENET_CLASSES = 1000  # the head size torchvision's EfficientNet initialisation was scaled for
 
 
 def epoch_class_weights(targets: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
@@ -214,7 +216,13 @@ class EfficientNetB0(BinaryCNN):  # name, task, explainers: registry/efficientne
     new_head_prefixes = ("classifier.",)
 
     def build_network(self, settings: dict[str, Any]) -> nn.Module:
-        return torchvision.models.efficientnet_b0(weights=None, num_classes=len(self.classes))
+        network = torchvision.models.efficientnet_b0(weights=None, num_classes=len(self.classes))
+        # torchvision draws the head from U(+-1/sqrt(out_features)): +-0.03 for ImageNet's 1,000 classes but
+        # +-0.71 for 2, whose first logits then run to tens (epoch-1 training loss 3.3 from scratch at 96 px).
+        # The 2-class head is drawn at the ImageNet head's scale, in every profile (it is new in each).
+        bound = 1.0 / math.sqrt(IMAGENET_CLASSES)
+        nn.init.uniform_(network.classifier[-1].weight, -bound, bound)
+        return network
 
     def cam_target_layers(self, network: nn.Module) -> list[nn.Module]:
         return [network.features[-1]]  # the final 1 x 1 convolution block (1280 channels)

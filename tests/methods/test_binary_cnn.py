@@ -65,6 +65,18 @@ def test_parameter_counts_at_paper_size_match_the_known_architectures():
     assert counts["efficientnet_b0"][0] == pytest.approx(4.01, abs=0.01)  # 5.29M - 1280 x 1000 head + 1280 x 2
 
 
+def test_efficientnet_two_class_head_starts_at_the_imagenet_heads_scale():
+    """torchvision scales its head's init by 1/sqrt(out_features), which for 2 classes is 22x ImageNet's."""
+    imagenet_head = torchvision.models.efficientnet_b0(weights=None).classifier[-1].weight
+    torch.manual_seed(0)
+    ours = get_card("efficientnet_b0").create().build_network({}).classifier[-1]
+    assert ours.weight.shape == (2, 1280)
+    assert float(ours.weight.abs().max()) == pytest.approx(float(imagenet_head.abs().max()), rel=0.01)  # +-1/sqrt(1000)
+    assert float(ours.weight.std()) == pytest.approx(1 / np.sqrt(3 * 1000), rel=0.05)  # the std of U(+-1/sqrt(1000))
+    features = torch.ones(1, 1280)  # the logits of unit features stay near 0, not in the tens
+    assert float(ours(features).abs().max()) < 3.0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", VARIANTS)
 def test_smoke_fit_gives_probabilities_class_specific_maps_and_round_trips(fitted, make_image_set, name, tmp_path):
