@@ -204,7 +204,9 @@ def test_paper_profile_is_adam_and_weighted_cross_entropy_stopped_on_validation_
     assert card.settings("paper")["oversample"] == {"kind": "duplicate", "fraction": 0.5}
     network = seen["network"].eval()
     with torch.no_grad():
-        predicted = network(model_inputs(val.images, "cpu")).argmax(1).numpy()
+        # the arg-max of the probabilities, as validation takes it: an untrained head's logits can differ by
+        # ~1e-14, which the softmax rounds to a tie
+        predicted = network(model_inputs(val.images, "cpu")).softmax(1).argmax(1).numpy()
     assert seen["validate"](network) == pytest.approx(float((predicted == val.malignant).mean()))
     # the loss: cross-entropy weighted by the balanced weights of one oversampled epoch
     batch = batch_to_device(next(iter(seen["batches"])), "cpu")
